@@ -1,0 +1,17 @@
+"""Pydantic models of everything sysdiag can know about a host."""
+from .base import Fact
+from .klog import KernelLogEvent
+from .memory import Memory, VmStat
+from .outcome import ProbeOutcome, ProbeStatus
+from .process import Process, TaskSummary, ZombieParent
+from .registry import FACT_MODELS, FactError, fact_from_dict, register
+from .snapshot import SCHEMA_VERSION, Scope, Snapshot, SnapshotError, load_snapshot
+from .system import CpuCore, CpuSummary, HostInfo, LoadAvg, Pressure
+
+__all__ = [
+    "Fact", "FACT_MODELS", "FactError", "fact_from_dict", "register",
+    "HostInfo", "CpuSummary", "CpuCore", "LoadAvg", "Pressure", "Memory", "VmStat",
+    "Process", "TaskSummary", "ZombieParent", "KernelLogEvent",
+    "ProbeOutcome", "ProbeStatus", "Scope", "Snapshot", "SnapshotError", "load_snapshot",
+    "SCHEMA_VERSION",
+]

@@ -1,0 +1,145 @@
+"""The probe interface.
+
+A probe reads one kernel source. It declares what it provides and needs; the
+runner (`probes/runner.py`) calls `sample()` at the start and at the end of the
+window and then `facts()` with both samples, so facts carry rates as well as
+totals. Reading is kept apart from parsing: each probe module has pure
+`parse_*` functions that the tests call on literal text.
+
+Nothing hard-codes /proc or /sys: paths come from `ctx.proc(...)` and
+`ctx.sys(...)`.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Optional
+
+from sysdiag.facts import Fact, Scope
+
+Cost = Literal["cheap", "moderate", "tracing"]
+
+
+class Unavailable(Exception):
+    """The probe cannot run here. The message says why, in words a user can act on
+    ("needs root", "kernel built without CONFIG_PSI, or booted without psi=1")."""
+
+
+class ReadError(OSError):
+    """A file under the probe roots could not be read; the message names it."""
+
+
+@dataclass
+class ProbeContext:
+    proc_root: Path = Path("/proc")
+    sys_root: Path = Path("/sys")
+    #: True: a running kernel (counters move, processes can be signalled to read);
+    #: False: a captured tree (one sample, no rates, never follow links out of the root)
+    live: bool = True
+    scope: Scope = field(default_factory=Scope)
+    euid: int = field(default_factory=os.geteuid)
+
+    def proc(self, *parts: str | int) -> Path:
+        return self.proc_root.joinpath(*map(str, parts))
+
+    def sys(self, *parts: str | int) -> Path:
+        return self.sys_root.joinpath(*map(str, parts))
+
+    @property
+    def is_root(self) -> bool:
+        return self.euid == 0
+
+    def check_inside_root(self, path: Path) -> None:
+        """In a captured tree, refuse paths whose symlinks lead out of the tree
+        (the fixture tree has absolute links such as proc/26231/root -> /)."""
+        if self.live:
+            return
+        real = os.path.realpath(path)
+        for root in (self.proc_root, self.sys_root):
+            base = os.path.realpath(root)
+            if real == base or real.startswith(base + os.sep):
+                return
+        raise ReadError(errno.EXDEV, f"{path}: symlink leads out of the captured tree", str(path))
+
+    def read_text(self, path: Path, max_bytes: int = 4 << 20) -> str:
+        """Read a whole (small) file. Raises FileNotFoundError/PermissionError/ReadError."""
+        self.check_inside_root(path)
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes)
+        return data.decode("utf-8", errors="replace")
+
+    def read_optional(self, path: Path) -> Optional[str]:
+        """Like read_text, but a missing file is `None` (the kernel does not have it)."""
+        try:
+            return self.read_text(path)
+        except FileNotFoundError:
+            return None
+
+
+class Probe:
+    """Subclass, set the class attributes, implement `sample` and `facts`."""
+
+    #: unique name, kebab-case; what `coverage` lists
+    name: ClassVar[str]
+    #: fact kinds it emits
+    provides: ClassVar[tuple[str, ...]]
+    #: one-line description for `sysdiag probes` and the docs
+    description: ClassVar[str] = ""
+    needs_root: ClassVar[bool] = False
+    cost: ClassVar[Cost] = "cheap"
+    timeout_s: ClassVar[float] = 5.0
+    #: take a sample at both ends of the window (counters); False: once, at the end
+    sampled: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        #: partial problems that did not stop the probe; reported in coverage
+        self.warnings: list[str] = []
+
+    def warn(self, message: str) -> None:
+        if len(self.warnings) < 50:
+            self.warnings.append(message)
+        elif len(self.warnings) == 50:
+            self.warnings.append("further warnings suppressed")
+
+    def check(self, ctx: ProbeContext) -> None:
+        """Raise `Unavailable` when the probe cannot run here. Default: root check."""
+        if self.needs_root and not ctx.is_root:
+            raise Unavailable(f"needs root (run sysdiag as root to read {self.name})")
+
+    def sample(self, ctx: ProbeContext) -> Any:
+        """Read the source once and return the raw (parsed) reading."""
+        raise NotImplementedError
+
+    def facts(self, ctx: ProbeContext, first: Any, last: Any,
+              elapsed_s: Optional[float]) -> list[Fact]:
+        """Turn the readings into facts. `first` is None (and elapsed_s None) when
+        only one sample exists; then no rates are reported."""
+        raise NotImplementedError
+
+
+def rate(first: Optional[float], last: Optional[float], elapsed_s: Optional[float],
+         wraps_at: Optional[int] = None) -> Optional[float]:
+    """Per-second rate of a counter between two samples; None when unknown.
+    A counter that went backwards wrapped (if `wraps_at`) or was reset (None)."""
+    if first is None or last is None or not elapsed_s or elapsed_s <= 0:
+        return None
+    delta = last - first
+    if delta < 0:
+        if wraps_at is None:
+            return None
+        delta += wraps_at
+    return delta / elapsed_s
+
+
+def delta(first: Optional[int], last: Optional[int]) -> Optional[int]:
+    if first is None or last is None or last < first:
+        return None
+    return last - first
+
+
+def pct(part: Optional[float], whole: Optional[float], digits: int = 2) -> Optional[float]:
+    if part is None or whole is None or whole <= 0:
+        return None
+    return round(100.0 * part / whole, digits)

@@ -1,0 +1,34 @@
+"""Probe registration. Each probe module decorates its class with `@register_probe`;
+`all_probes()` imports every module so the registry is complete."""
+from __future__ import annotations
+
+import importlib
+
+from .base import Probe
+
+_PROBES: dict[str, type[Probe]] = {}
+
+#: every module that defines probes; add new ones here
+PROBE_MODULES = (
+    "sysdiag.probes.procfs.host",
+    "sysdiag.probes.procfs.stat",
+    "sysdiag.probes.procfs.loadavg",
+    "sysdiag.probes.procfs.pressure",
+    "sysdiag.probes.procfs.meminfo",
+    "sysdiag.probes.procfs.vmstat",
+    "sysdiag.probes.process.processes",
+    "sysdiag.probes.klog.kmsg",
+)
+
+
+def register_probe(cls: type[Probe]) -> type[Probe]:
+    if cls.name in _PROBES and _PROBES[cls.name] is not cls:
+        raise ValueError(f"probe {cls.name!r} registered twice")
+    _PROBES[cls.name] = cls
+    return cls
+
+
+def all_probes() -> dict[str, type[Probe]]:
+    for module in PROBE_MODULES:
+        importlib.import_module(module)
+    return dict(_PROBES)

@@ -1,0 +1,155 @@
+"""Runs probes concurrently under a global deadline and records an outcome for each.
+
+Every probe's first sample is taken at the start of the window, the second at
+its end, each in its own daemon thread bounded by the probe's timeout and by
+the deadline. A thread that hangs (a read that blocks on a stuck process) is
+abandoned and reported as timed out; the run goes on.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from sysdiag.facts import Fact, ProbeOutcome
+
+from .base import Probe, ProbeContext, Unavailable
+
+#: time kept back from the deadline for the engine and the report
+RESERVE_S = 1.0
+
+
+@dataclass
+class Collection:
+    facts: list[Fact]
+    outcomes: list[ProbeOutcome]
+    window_s: float  # the window actually sampled
+    deadline_hit: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Call:
+    """One call in a daemon thread with a timeout."""
+
+    def __init__(self, fn: Callable[[], Any]):
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+        self.done = threading.Event()
+        self.started = time.monotonic()
+        self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self.thread.start()
+
+    def _run(self, fn: Callable[[], Any]) -> None:
+        try:
+            self.result = fn()
+        except BaseException as err:  # contained here, reported by the runner
+            self.error = err
+        finally:
+            self.done.set()
+
+    def wait(self, until: float) -> bool:
+        return self.done.wait(max(0.0, until - time.monotonic()))
+
+
+@dataclass
+class _State:
+    probe: Probe
+    start: float = 0.0
+    first: Any = None
+    first_at: Optional[float] = None
+    outcome: Optional[ProbeOutcome] = None
+    facts: list[Fact] = field(default_factory=list)
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, PermissionError):
+        return f"permission denied: {err.filename or err} (run as root for this probe)"
+    if isinstance(err, FileNotFoundError):
+        return f"not found: {err.filename or err}"
+    return f"{type(err).__name__}: {err}"
+
+
+def run_probes(probes: list[Probe], ctx: ProbeContext, window_s: float,
+               deadline_s: float) -> Collection:
+    """Sample every probe at both ends of `window_s`, finishing by `deadline_s`
+    (seconds from now, for the whole run including the engine)."""
+    t0 = time.monotonic()
+    hard_end = t0 + max(0.1, deadline_s - RESERVE_S)
+    states = [_State(p, start=t0) for p in probes]
+    deadline_hit = False
+
+    def finish(st: _State, status: str, reason: Optional[str] = None) -> None:
+        st.outcome = ProbeOutcome(
+            probe=st.probe.name, status=status, reason=reason,
+            duration_s=round(time.monotonic() - st.start, 4), facts=len(st.facts),
+            provides=list(st.probe.provides), warnings=list(st.probe.warnings))
+
+    for st in states:
+        try:
+            st.probe.check(ctx)
+        except Unavailable as err:
+            finish(st, "unavailable", str(err))
+
+    # first samples (only for live, counter-sampling probes)
+    two_samples = ctx.live and window_s > 0
+    pending = {}
+    if two_samples:
+        for st in states:
+            if st.outcome is None and st.probe.sampled:
+                pending[id(st)] = (st, _Call(lambda st=st: st.probe.sample(ctx)))
+        for st, call in pending.values():
+            until = min(call.started + st.probe.timeout_s, hard_end)
+            if not call.wait(until):
+                finish(st, "timed_out", f"first sample took longer than "
+                       f"{min(st.probe.timeout_s, hard_end - call.started):.1f} s")
+                deadline_hit |= time.monotonic() >= hard_end
+            elif call.error is not None:
+                status = "unavailable" if isinstance(call.error, Unavailable) else "failed"
+                finish(st, status, str(call.error) if status == "unavailable"
+                       else _describe(call.error))
+            else:
+                st.first, st.first_at = call.result, time.monotonic()
+
+    # the window: bounded by the deadline
+    window_end = t0 + window_s if two_samples else t0
+    if window_end > hard_end:
+        window_end = hard_end - min(1.0, (hard_end - t0) / 4)  # leave time for the last samples
+        deadline_hit = True
+    sleep_for = window_end - time.monotonic()
+    if sleep_for > 0:
+        time.sleep(sleep_for)
+    sampled_window = max(0.0, time.monotonic() - t0) if two_samples else 0.0
+
+    # last samples and facts
+    calls = {}
+    for st in states:
+        if st.outcome is not None:
+            continue
+
+        def last(st: _State = st) -> list[Fact]:
+            value = st.probe.sample(ctx)
+            at = time.monotonic()
+            elapsed = (at - st.first_at) if st.first_at is not None else None
+            first = st.first if st.first_at is not None else None
+            return st.probe.facts(ctx, first, value, elapsed)
+
+        calls[id(st)] = (st, _Call(last))
+    for st, call in calls.values():
+        until = min(call.started + st.probe.timeout_s, hard_end)
+        if not call.wait(until):
+            finish(st, "timed_out", f"took longer than "
+                   f"{min(st.probe.timeout_s, hard_end - call.started):.1f} s; abandoned")
+            deadline_hit |= time.monotonic() >= hard_end
+        elif call.error is not None:
+            status = "unavailable" if isinstance(call.error, Unavailable) else "failed"
+            finish(st, status, str(call.error) if status == "unavailable"
+                   else _describe(call.error))
+        else:
+            st.facts = list(call.result)
+            finish(st, "ok")
+
+    facts = [f for st in states for f in st.facts]
+    return Collection(facts=facts, outcomes=[st.outcome for st in states],
+                      window_s=round(sampled_window, 3), deadline_hit=deadline_hit,
+                      timings={"collect_s": round(time.monotonic() - t0, 4)})
