@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Creates .venv and installs sysdiag with its test dependencies.
+# On a fresh Debian/Ubuntu machine, as root, it first installs the Debian packages
+# the build and the tests need (a C compiler and Python headers for durable-rules,
+# which PyPI ships as source only; iproute2 for the fault-injection tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+
+if ! command -v "$PY" >/dev/null 2>&1; then
+    echo "bootstrap: $PY not found; install Python 3.10-3.12 (e.g. apt-get install python3)" >&2
+    exit 2
+fi
+if ! "$PY" -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] < (3, 13) else 1)'; then
+    echo "bootstrap: $("$PY" -V) is not supported: durable-rules 2.0.28 builds and imports only on" \
+         "Python 3.10-3.12. Run with PYTHON=python3.12 (or 3.11/3.10)." >&2
+    exit 2
+fi
+
+apt_packages=()
+have_headers=$("$PY" -c 'import os, sysconfig; print(int(os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))))')
+[ "$have_headers" = 1 ] || apt_packages+=(python3-dev)
+"$PY" -c 'import ensurepip, venv' 2>/dev/null || apt_packages+=(python3-venv)
+command -v cc >/dev/null 2>&1 || apt_packages+=(gcc libc6-dev)
+command -v ip >/dev/null 2>&1 || apt_packages+=(iproute2)
+command -v tc >/dev/null 2>&1 || apt_packages+=(iproute2)
+if [ ${#apt_packages[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "bootstrap: installing Debian packages: ${apt_packages[*]}" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_packages[@]}" >/dev/null
+    else
+        echo "bootstrap: missing: ${apt_packages[*]}; install them (as root: apt-get install ${apt_packages[*]})" >&2
+        exit 2
+    fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PY" -m venv "$VENV"
+fi
+stamp="$VENV/.installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    "$VENV/bin/python" -m pip install -q -e '.[test]'
+    touch "$stamp"
+fi
