@@ -26,4 +26,5 @@ class KernelLogEvent(Fact):
     device: Optional[str] = None
     cgroup: Optional[str] = None
     constraint: Optional[str] = None  # OOM constraint (CONSTRAINT_NONE, _MEMCG, ...)
+    order: Optional[int] = None  # allocation order (page-alloc-failure, oom-invoked)
     example: Optional[str] = None  # the last matching line, truncated

@@ -75,6 +75,8 @@ class TaskSummary(Fact):
     pid_max: Optional[int] = None
     threads_max: Optional[int] = None
     tasks_pct_of_limit: Optional[float] = None
+    #: processes that exited between listing /proc and reading them (skipped; normal)
+    vanished_while_reading: Optional[int] = None
 
 
 class ZombieParent(Fact):

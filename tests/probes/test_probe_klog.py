@@ -1,0 +1,222 @@
+from __future__ import annotations
+
+import pytest
+
+from sysdiag.probes.klog.kmsg import (KmsgProbe, LogRecord, group_events, parse_dmesg_line,
+                                      parse_kmsg_record)
+from sysdiag.probes.klog.signatures import SIGNATURES, match_message, parse_oom_context
+from sysdiag.probes.parse import ParseError
+
+from probe_helpers import run_one
+
+#: (line, signature, subject, extra fields); real-format lines from kernel sources and logs
+LINES = [
+    ("Out of memory: Killed process 1234 (stress-ng) total-vm:1066496kB, anon-rss:1015412kB, "
+     "file-rss:4kB, shmem-rss:0kB, UID:0 pgtables:2036kB oom_score_adj:0",
+     "oom-kill", "stress-ng", {"pid": 1234, "comm": "stress-ng"}),
+    ("Out of memory: Kill process 881 (java) score 901 or sacrifice child",
+     "oom-kill", "java", {"pid": 881}),
+    ("Memory cgroup out of memory: Killed process 4321 (python3) total-vm:25412kB, "
+     "anon-rss:10240kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:60kB oom_score_adj:0",
+     "memcg-oom-kill", "python3", {"pid": 4321}),
+    ("stress-ng invoked oom-killer: gfp_mask=0x140dca(GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_ZERO), "
+     "order=0, oom_score_adj=0", "oom-invoked", "stress-ng", {"order": 0}),
+    ("INFO: task jbd2/sda1-8:312 blocked for more than 120 seconds.",
+     "hung-task", "312", {"pid": 312, "comm": "jbd2/sda1-8"}),
+    ("watchdog: BUG: soft lockup - CPU#3 stuck for 23s! [kworker/3:1:1234]",
+     "soft-lockup", "3", {"pid": 1234, "comm": "kworker/3:1"}),
+    ("BUG: soft lockup - CPU#0 stuck for 22s! [swapper/0:0]", "soft-lockup", "0", {}),
+    ("rcu: INFO: rcu_sched self-detected stall on CPU", "rcu-stall", "-", {}),
+    ("rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:", "rcu-stall", "-", {}),
+    ("NMI watchdog: Watchdog detected hard LOCKUP on cpu 5", "hard-lockup", "5", {}),
+    ("sched: RT throttling activated", "rt-throttling", "-", {}),
+    ("CPU3: Core temperature above threshold, cpu clock throttled (total events = 1)",
+     "thermal-throttle", "3", {}),
+    ("mce: CPU0: Package temperature above threshold, cpu clock throttled (total events = 7)",
+     "thermal-throttle", "0", {}),
+    ("mce: [Hardware Error]: Machine check events logged", "mce", "-", {}),
+    ("EDAC MC0: 1 CE memory read error on CPU_SrcID#0_Ha#0_Chan#1_DIMM#0 (channel:1 slot:0 "
+     "page:0x1234 offset:0x0 grain:32 syndrome:0x0)", "mce", "MC0", {"device": "MC0"}),
+    ("clocksource: timekeeping watchdog on CPU1: Marking clocksource 'tsc' as unstable because "
+     "the skew is too large:", "clocksource-unstable", "tsc", {}),
+    ("python3[4619]: segfault at 0 ip 00007f3b74385ad8 sp 00007ffcdff5b3c8 error 4 in "
+     "libc.so.6[167ad8,7f3b74244000+156000] likely on CPU 1 (core 1, socket 0)",
+     "segfault", "python3", {"pid": 4619}),
+    ("my app[77]: segfault at 10 ip 000055d0c8e1c1a9 sp 00007ffd9b7e3e60 error 6 in app[55d0c8e1b000+2000]",
+     "segfault", "my app", {"pid": 77}),
+    ("traps: node[999] general protection fault ip:55d0 sp:7ffd error:0 in node[55d0+1000]",
+     "segfault", "node", {"pid": 999}),
+    ("cgroup: fork rejected by pids controller in /system.slice/forkbomb.service",
+     "pids-fork-rejected", "/system.slice/forkbomb.service",
+     {"cgroup": "/system.slice/forkbomb.service"}),
+    ("VFS: file-max limit 65536 reached", "file-max", "-", {}),
+    ("I/O error, dev sdb, sector 2048 op 0x1:(WRITE) flags 0x800 phys_seg 1 prio class 2",
+     "io-error", "sdb", {"device": "sdb"}),
+    ("blk_update_request: I/O error, dev sda, sector 12345", "io-error", "sda", {}),
+    ("Buffer I/O error on dev sda1, logical block 0, async page read", "io-error", "sda1", {}),
+    ("ata1.00: exception Emask 0x0 SAct 0x0 SErr 0x0 action 0x6 frozen", "ata-nvme-error",
+     "ata1.00", {}),
+    ("ata3: hard resetting link", "ata-nvme-error", "ata3", {}),
+    ("nvme nvme0: I/O 123 QID 4 timeout, aborting", "ata-nvme-error", "nvme0", {}),
+    ("nvme nvme1: I/O 0 QID 0 timeout, reset controller", "ata-nvme-error", "nvme1", {}),
+    ("sd 0:0:0:0: [sda] tag#0 FAILED Result: hostbyte=DID_OK driverbyte=DRIVER_SENSE",
+     "ata-nvme-error", "sda", {}),
+    ("EXT4-fs error (device sda1): ext4_find_entry:1455: inode #2: comm ls: reading directory "
+     "lblock 0", "fs-error", "sda1", {}),
+    ("EXT4-fs (dm-0): Remounting filesystem read-only", "fs-error", "dm-0", {}),
+    ("XFS (sdb1): Metadata corruption detected at xfs_dinode_verify+0x1a/0x30", "fs-error",
+     "sdb1", {}),
+    ("BTRFS info (device sdc1): forced readonly", "fs-error", "sdc1", {}),
+    ("nfs: server filer01 not responding, still trying", "nfs-not-responding", "filer01", {}),
+    ("nf_conntrack: nf_conntrack: table full, dropping packet", "conntrack-full", "-", {}),
+    ("nf_conntrack: table full, dropping packet", "conntrack-full", "-", {}),
+    ("TCP: request_sock_TCP: Possible SYN flooding on port [::]:8080. Sending cookies.  Check "
+     "SNMP counters.", "syn-flood", "[::]:8080", {}),
+    ("TCP: Possible SYN flooding on port 80. Dropping request.  Check SNMP counters.",
+     "syn-flood", "80", {}),
+    ("TCP: out of memory -- consider tuning tcp_mem", "tcp-oom", "-", {}),
+    ("TCP: too many orphaned sockets", "tcp-oom", "-", {}),
+    ("neighbour: arp_cache: neighbor table overflow!", "neigh-overflow", "arp_cache", {}),
+    ("NETDEV WATCHDOG: eth0 (e1000e): transmit queue 0 timed out", "netdev-watchdog", "eth0", {}),
+    ("virtio_net virtio0 eth1: NETDEV WATCHDOG: CPU: 1: transmit queue 0 timed out 5000 ms",
+     "netdev-watchdog", "eth1", {}),
+    ("e1000e 0000:00:19.0 eth0: NIC Link is Down", "link-down", "eth0", {}),
+    ("igb 0000:01:00.0 eno1: igb: eno1 NIC Link is Down", "link-down", "eno1", {}),
+    ("bond0: link status definitely down for interface eth1, disabling it", "link-down",
+     "eth1", {}),
+    ("e1000e 0000:00:19.0 eth0: Detected Tx Unit Hang:", "nic-hang", "eth0", {}),
+    ("eth2: hw csum failure", "nic-hang", "eth2", {}),
+    ("kworker/u8:2: page allocation failure: order:4, mode:0x40cc0(GFP_KERNEL|__GFP_COMP), "
+     "nodemask=(null),cpuset=/,mems_allowed=0", "page-alloc-failure", "order:4",
+     {"order": 4, "comm": "kworker/u8:2"}),
+    ("audit: backlog limit exceeded", "audit-backlog", "-", {}),
+    ("audit: audit_lost=5 audit_rate_limit=0 audit_backlog_limit=64", "audit-backlog", "-", {}),
+    ("IPv4: martian source 10.0.0.1 from 192.168.1.5, on dev eth0", "martian", "eth0", {}),
+    ("WARNING: CPU: 1 PID: 123 at net/core/dev.c:1234 dev_watchdog+0x1c/0x30",
+     "kernel-warn", "net/core/dev.c:1234", {"pid": 123}),
+    ("BUG: kernel NULL pointer dereference, address: 0000000000000008", "kernel-warn", "-", {}),
+    ("Oops: 0002 [#1] PREEMPT SMP NOPTI", "kernel-warn", "-", {}),
+]
+
+
+@pytest.mark.parametrize("line, signature, subject, extra", LINES,
+                         ids=[f"{s}-{i}" for i, (_, s, _, _) in enumerate(LINES)])
+def test_signature_matches(line, signature, subject, extra):
+    m = match_message(line)
+    assert m is not None, f"no signature matched {line!r}"
+    assert (m.signature, m.subject) == (signature, subject)
+    for field, value in extra.items():
+        assert getattr(m, field) == value
+
+
+@pytest.mark.parametrize("line", [
+    "",
+    "EXT4-fs (vda): mounted filesystem r/w without journal. Quota mode: none.",
+    "random: crng reseeded due to virtual machine fork",
+    "nfs: server filer01 OK",
+    "e1000e 0000:00:19.0 eth0: NIC Link is Up 1000 Mbps Full Duplex, Flow Control: Rx/Tx",
+    "EDAC MC: Ver: 3.0.0",
+    "EDAC amd64: Node 0: DRAM ECC enabled.",  # no CE/UE: case-sensitive part
+    "process_api (1): drop_caches: 10",
+    "audit: type=1400 audit(1700000000.000:2): apparmor=\"STATUS\"",
+])
+def test_near_misses_do_not_match(line):
+    assert match_message(line) is None
+
+
+def test_every_signature_has_a_test_line():
+    tested = {signature for _, signature, _, _ in LINES}
+    assert tested == {s.id for s in SIGNATURES}
+
+
+def test_parse_kmsg_record():
+    r = parse_kmsg_record("6,345,334136335,-;python3[4619]: segfault at 0 ip 1 sp 2 error 4\n"
+                          " SUBSYSTEM=virtio\n DEVICE=+virtio:virtio1\n")
+    assert (r.level, r.seq, r.ts_s) == (6, 345, 334.136335)
+    assert r.message == "python3[4619]: segfault at 0 ip 1 sp 2 error 4"
+    # facility in the high bits: prio 14 = user (1) << 3 | info (6)
+    assert parse_kmsg_record("14,1,5,c;hello").level == 6
+
+
+@pytest.mark.parametrize("raw, problem", [
+    ("", "without 'prio,seq,usec,flags;' header"),
+    ("6,345;message", "without 'prio,seq,usec,flags;' header"),
+    ("no header at all", "without 'prio,seq,usec,flags;' header"),
+    ("6,x,3,-;message", "header is not numeric"),
+])
+def test_parse_kmsg_record_rejects(raw, problem):
+    with pytest.raises(ParseError, match=problem):
+        parse_kmsg_record(raw)
+
+
+def test_parse_dmesg_line():
+    r = parse_dmesg_line("[  334.136335] python3[4619]: segfault at 0")
+    assert (r.ts_s, r.message) == (334.136335, "python3[4619]: segfault at 0")
+    assert parse_dmesg_line("plain message").ts_s is None
+    with pytest.raises(ParseError, match="no '\\[seconds.micro\\]' timestamp"):
+        parse_dmesg_line("[garbled] x")
+
+
+def test_parse_oom_context():
+    ctx = parse_oom_context("oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,"
+                            "mems_allowed=0,oom_memcg=/sys/fs/test,task_memcg=/sys/fs/test,"
+                            "task=python3,pid=4321,uid=0")
+    assert ctx["constraint"] == "CONSTRAINT_MEMCG" and ctx["oom_memcg"] == "/sys/fs/test"
+    assert ctx["pid"] == "4321"
+    assert parse_oom_context("Out of memory: Killed process 1 (x)") is None
+
+
+def _rec(ts: float, message: str) -> LogRecord:
+    return LogRecord(seq=None, ts_s=ts, level=6, message=message)
+
+
+def test_group_events_memcg_oom_with_context_and_window():
+    records = [
+        _rec(100.0, "python3 invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, "
+                    "oom_score_adj=0"),
+        _rec(100.1, "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,"
+                    "mems_allowed=0,oom_memcg=/test.slice,task_memcg=/test.slice,"
+                    "task=python3,pid=4321,uid=0"),
+        _rec(100.2, "Memory cgroup out of memory: Killed process 4321 (python3) "
+                    "total-vm:25412kB, anon-rss:10240kB"),
+        _rec(2000.0, "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,"
+                     "mems_allowed=0,global_oom,task_memcg=/user.slice,task=java,pid=77,uid=0"),
+        _rec(2000.5, "Out of memory: Killed process 77 (java) total-vm:1kB"),
+        _rec(1990.0, "python3[5]: segfault at 0 ip 1 sp 2 error 4 in x"),
+        _rec(1995.0, "python3[6]: segfault at 0 ip 1 sp 2 error 4 in x"),
+        _rec(1996.0, "an unrelated line"),
+    ]
+    events = {(e.signature, e.subject): e
+              for e in group_events(records, now_s=2001.0, window_start_s=2000.0)}
+    memcg = events[("memcg-oom-kill", "/test.slice")]
+    assert (memcg.pid, memcg.comm, memcg.cgroup, memcg.constraint) == (
+        4321, "python3", "/test.slice", "CONSTRAINT_MEMCG")
+    assert memcg.in_window is False and memcg.recent is False
+    assert memcg.age_s == pytest.approx(1900.8)
+    glob = events[("oom-kill", "java")]
+    assert glob.constraint == "CONSTRAINT_NONE" and glob.cgroup == "/user.slice"
+    assert glob.in_window is True and glob.recent is True
+    seg = events[("segfault", "python3")]
+    assert (seg.count, seg.pid, seg.first_seen_s, seg.last_seen_s) == (2, 6, 1990.0, 1995.0)
+    assert seg.in_window is False and seg.recent is True
+    assert events[("oom-invoked", "python3")].order == 0
+    assert len(events) == 4
+
+
+def test_group_events_context_for_another_pid_is_not_used():
+    records = [
+        _rec(1.0, "oom-kill:constraint=CONSTRAINT_CPUSET,task=a,pid=1,uid=0"),
+        _rec(2.0, "Out of memory: Killed process 2 (b) total-vm:1kB"),
+    ]
+    (event,) = group_events(records, now_s=None, window_start_s=None)
+    assert event.constraint is None and event.age_s is None and not event.recent
+
+
+def test_example_is_truncated():
+    (event,) = group_events([_rec(1.0, "Oops: " + "x" * 1000)], now_s=2.0, window_start_s=0.0)
+    assert len(event.example) == 300
+
+
+def test_probe_is_unavailable_on_a_captured_tree(tree_ctx):
+    outcome, facts = run_one(KmsgProbe(), tree_ctx)
+    assert (outcome.status, outcome.reason) == ("unavailable", "no kernel log in a captured tree")
