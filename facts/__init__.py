@@ -1,11 +1,14 @@
 """Pydantic models of everything sysdiag can know about a host."""
 from .base import Fact
+from .cgroup import Cgroup
 from .klog import KernelLogEvent
 from .memory import Memory, VmStat
 from .outcome import ProbeOutcome, ProbeStatus
 from .process import Process, TaskSummary, ZombieParent
 from .registry import FACT_MODELS, FactError, fact_from_dict, register
 from .snapshot import SCHEMA_VERSION, Scope, Snapshot, SnapshotError, load_snapshot
+from .storage import (BlockDevice, FileTable, Filesystem, FilesystemUnresponsive, LockContention,
+                      LockSummary, Mount)
 from .system import CpuCore, CpuSummary, HostInfo, LoadAvg, Pressure
 
 __all__ = [
@@ -15,3 +18,5 @@ __all__ = [
     "ProbeOutcome", "ProbeStatus", "Scope", "Snapshot", "SnapshotError", "load_snapshot",
     "SCHEMA_VERSION",
 ]
+__all__ += ["Mount", "Filesystem", "FilesystemUnresponsive", "BlockDevice", "FileTable",
+            "LockSummary", "LockContention", "Cgroup"]

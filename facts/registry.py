@@ -6,9 +6,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from .base import Fact
+from .cgroup import Cgroup
 from .klog import KernelLogEvent
 from .memory import Memory, VmStat
 from .process import Process, TaskSummary, ZombieParent
+from .storage import (BlockDevice, FileTable, Filesystem, FilesystemUnresponsive, LockContention,
+                      LockSummary, Mount)
 from .system import CpuCore, CpuSummary, HostInfo, LoadAvg, Pressure
 
 FACT_MODELS: dict[str, type[Fact]] = {}
@@ -24,6 +27,9 @@ def register(model: type[Fact]) -> type[Fact]:
 
 for _model in (HostInfo, CpuSummary, CpuCore, LoadAvg, Pressure, Memory, VmStat,
                Process, TaskSummary, ZombieParent, KernelLogEvent):
+    register(_model)
+for _model in (Mount, Filesystem, FilesystemUnresponsive, BlockDevice, FileTable, LockSummary,
+               LockContention, Cgroup):
     register(_model)
 
 
