@@ -18,6 +18,7 @@ PROBE_MODULES = (
     "sysdiag.probes.procfs.vmstat",
     "sysdiag.probes.process.processes",
     "sysdiag.probes.klog.kmsg",
+    "sysdiag.probes.procfs.mounts",
 )
 
 

@@ -1,0 +1,186 @@
+"""Compile rule specs into a durable-rules ruleset (ENGINE-NOTES §10.2).
+
+Each rule becomes one durable rule `{"all": [{alias: expr}, ...]}` where every pattern's
+expression is `kind` equality first, then the other tests in one `$and`. Only what the
+stock C core evaluates correctly is given to durable:
+- single-fact tests (`$eq` `$neq` `$lt` ... `$mt` `$ex` `$nex`, `$m` same-fact references and
+  `$add/$sub/$mul/$div` arithmetic), `not` pushed down to the leaves (durable's `$not` is broken);
+- `in` as an `$or` of equalities (`$in` does not exist);
+- cross-fact references only as equality joins `{field: {alias: field}}`.
+Everything else (relational or `!=` joins: SIGSEGV #381; negated regexes; tiny exponent
+literals) stays in a Python *residual* that the action checks on the matched facts.
+Durable's `any`, `$not`, `count` and `cap` are never emitted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from . import expr as E
+from .spec import Problem, RuleBase, RuleSpec
+
+_OPS = {"!=": "$neq", "<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte"}
+_ARITH = {"+": "$add", "-": "$sub", "*": "$mul", "/": "$div"}
+
+
+class NotCompilable(Exception):
+    """This (sub)condition is checked in Python instead."""
+
+
+@dataclass
+class CompiledPattern:
+    alias: str
+    kind: str
+    durable: dict  # the durable expression of the pattern
+    residual: list  # conditions checked in Python on the matched facts
+    joined: bool  # has an equality join to an earlier pattern
+
+
+@dataclass
+class CompiledRule:
+    name: str  # durable rule name (= rule id)
+    spec: RuleSpec
+    patterns: list[CompiledPattern]
+
+    @property
+    def residual(self) -> list[tuple[str, Any]]:
+        return [(p.alias, c) for p in self.patterns for c in p.residual]
+
+    def definition(self) -> dict:
+        """A fresh durable rule dict (registration pops `run`, so never reuse one)."""
+        return {"all": [{p.alias: p.durable} for p in self.patterns]}
+
+
+@dataclass
+class CompiledRuleBase:
+    name: str  # durable ruleset name: a hash of everything compiled
+    rules: list[CompiledRule]
+    consumed_kinds: frozenset
+    warnings: list[Problem] = field(default_factory=list)
+
+    def definitions(self) -> dict:
+        return {r.name: r.definition() for r in self.rules}
+
+
+def number_is_safe(v: Any) -> bool:
+    """Durable's JSON parser crashes (SIGSEGV, measured) on exponent numbers without a
+    decimal point, such as Python's repr of 1e-05 or 1e+16."""
+    if isinstance(v, bool) or not isinstance(v, float):
+        return True
+    text = repr(v)
+    return "e" not in text or "." in text
+
+
+def _operand(node: Any) -> Any:
+    if isinstance(node, E.Lit):
+        if not number_is_safe(node.value):
+            raise NotCompilable
+        return node.value
+    if isinstance(node, E.Field):
+        return {"$m": node.name}
+    if isinstance(node, E.Arith):
+        return {_ARITH[node.op]: {"$l": _operand(node.left), "$r": _operand(node.right)}}
+    raise NotCompilable  # a Ref: cross-fact
+
+
+def _test(cond: Any) -> dict:
+    """A single-fact condition as a durable expression, or NotCompilable."""
+    if isinstance(cond, E.Compare):
+        if not isinstance(cond.left, E.Field):
+            raise NotCompilable
+        name, value = cond.left.name, _operand(cond.right)
+        if cond.op == "==":
+            return {name: value}
+        return {_OPS[cond.op]: {name: value}}
+    if isinstance(cond, E.In):
+        if not isinstance(cond.operand, E.Field):
+            raise NotCompilable
+        tests = [{cond.operand.name: _operand(v)} for v in cond.values]
+        return tests[0] if len(tests) == 1 else {"$or": tests}
+    if isinstance(cond, E.Matches):
+        if not isinstance(cond.operand, E.Field):
+            raise NotCompilable
+        return {"$mt": {cond.operand.name: cond.regex}}
+    if isinstance(cond, E.Exists):
+        if not isinstance(cond.operand, E.Field):
+            raise NotCompilable
+        return {("$ex" if cond.present else "$nex"): {cond.operand.name: 1}}
+    if isinstance(cond, E.And):
+        return {"$and": [_test(i) for i in cond.items]}
+    if isinstance(cond, E.Or):
+        return {"$or": [_test(i) for i in cond.items]}
+    if isinstance(cond, E.Not):
+        pushed = E.negate(cond.item)
+        if isinstance(pushed, E.Not):
+            raise NotCompilable  # `not matches`: durable has no negated regex
+        return _test(pushed)
+    raise NotCompilable
+
+
+def _has_ref(cond: Any) -> bool:
+    return any(isinstance(n, E.Ref) for n in E.walk(cond))
+
+
+def _equality_join(cond: Any) -> Optional[dict]:
+    if isinstance(cond, E.Compare) and cond.op == "==":
+        left, right = cond.left, cond.right
+        if isinstance(left, E.Ref) and isinstance(right, E.Field):
+            left, right = right, left
+        if isinstance(left, E.Field) and isinstance(right, E.Ref):
+            return {left.name: {right.alias: right.name}}
+    return None
+
+
+def compile_pattern(alias: str, kind: str, cond: Any) -> CompiledPattern:
+    tests: list[dict] = [{"kind": kind}]
+    residual: list = []
+    joins: list[dict] = []
+    for part in E.conjuncts(cond):
+        if _has_ref(part):
+            join = _equality_join(part)
+            if join is not None:
+                joins.append(join)
+            else:
+                residual.append(part)
+            continue
+        try:
+            tests.append(_test(part))
+        except NotCompilable:
+            residual.append(part)
+    # References last, after every single-fact test of the pattern (ENGINE-NOTES §5.3).
+    tests.extend(joins)
+    durable = tests[0] if len(tests) == 1 else {"$and": tests}
+    return CompiledPattern(alias, kind, durable, residual, joined=bool(joins))
+
+
+def compile_rule(rule: RuleSpec) -> tuple[CompiledRule, list[Problem]]:
+    patterns = [compile_pattern(p.alias, p.kind, p.cond) for p in rule.patterns]
+    warnings = []
+    for spec, cp in zip(rule.patterns[1:], patterns[1:]):
+        if not cp.joined:
+            warnings.append(Problem(
+                rule.file, spec.line, spec.column,
+                f"rule {rule.id}: pattern {spec.alias!r} has no equality join to an earlier "
+                "pattern, so every pair of facts is tried (quadratic)",
+                "add `field == alias.field` if the facts belong together"))
+    return CompiledRule(rule.id, rule, patterns), warnings
+
+
+def compile_rulebase(rb: RuleBase) -> CompiledRuleBase:
+    rules: list[CompiledRule] = []
+    warnings: list[Problem] = []
+    for rule in rb.all_rules:
+        compiled, w = compile_rule(rule)
+        rules.append(compiled)
+        warnings.extend(w)
+    consumed = frozenset(p.kind for r in rules for p in r.patterns)
+    digest = hashlib.sha256()
+    for r in rules:
+        meta = [r.name, r.spec.file, r.spec.line, r.spec.pack, r.spec.hypothesis, r.spec.weight,
+                repr(r.residual), repr(r.spec.derive), r.spec.subject, r.spec.because,
+                r.spec.evidence, r.spec.historical, r.spec.gate]
+        digest.update(json.dumps([r.definition(), meta], sort_keys=True, default=str).encode())
+    return CompiledRuleBase(name="sysdiag_" + digest.hexdigest()[:20], rules=rules,
+                            consumed_kinds=consumed, warnings=warnings)
