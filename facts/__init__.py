@@ -3,6 +3,7 @@ from .base import Fact
 from .cgroup import Cgroup
 from .klog import KernelLogEvent
 from .memory import Memory, VmStat
+from .network import NetCounters, NetLink, Qdisc, SockStat, SoftnetCpu, TcClass
 from .outcome import ProbeOutcome, ProbeStatus
 from .process import Process, TaskSummary, ZombieParent
 from .registry import FACT_MODELS, FactError, fact_from_dict, register
@@ -18,5 +19,6 @@ __all__ = [
     "ProbeOutcome", "ProbeStatus", "Scope", "Snapshot", "SnapshotError", "load_snapshot",
     "SCHEMA_VERSION",
 ]
+__all__ += ["NetLink", "Qdisc", "TcClass", "SoftnetCpu", "NetCounters", "SockStat"]
 __all__ += ["Mount", "Filesystem", "FilesystemUnresponsive", "BlockDevice", "FileTable",
             "LockSummary", "LockContention", "Cgroup"]

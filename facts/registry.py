@@ -9,6 +9,7 @@ from .base import Fact
 from .cgroup import Cgroup
 from .klog import KernelLogEvent
 from .memory import Memory, VmStat
+from .network import NetCounters, NetLink, Qdisc, SockStat, SoftnetCpu, TcClass
 from .process import Process, TaskSummary, ZombieParent
 from .storage import (BlockDevice, FileTable, Filesystem, FilesystemUnresponsive, LockContention,
                       LockSummary, Mount)
@@ -27,6 +28,8 @@ def register(model: type[Fact]) -> type[Fact]:
 
 for _model in (HostInfo, CpuSummary, CpuCore, LoadAvg, Pressure, Memory, VmStat,
                Process, TaskSummary, ZombieParent, KernelLogEvent):
+    register(_model)
+for _model in (NetLink, Qdisc, TcClass, SoftnetCpu, NetCounters, SockStat):
     register(_model)
 for _model in (Mount, Filesystem, FilesystemUnresponsive, BlockDevice, FileTable, LockSummary,
                LockContention, Cgroup):

@@ -18,6 +18,8 @@ PROBE_MODULES = (
     "sysdiag.probes.procfs.vmstat",
     "sysdiag.probes.process.processes",
     "sysdiag.probes.klog.kmsg",
+    "sysdiag.probes.netlink.links",
+    "sysdiag.probes.netlink.qdiscs",
     "sysdiag.probes.procfs.mounts",
 )
 

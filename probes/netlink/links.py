@@ -1,0 +1,405 @@
+"""Network interfaces: type, state, queueing and the counters of `ip -s -s link`.
+
+Live: one RTM_GETLINK dump (IFLA_STATS64, struct rtnl_link_stats64) in the probed
+namespace, plus speed/duplex from /sys/class/net/IF. Captured tree: /proc/net/dev
+and /sys/class/net/IF/{statistics/*,mtu,operstate,...}; /proc/net/dev folds some
+counters together (KNOWLEDGE.md §2.4), so those are read from sysfs or left unknown.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from sysdiag.facts import Fact, NetLink
+
+from ..base import Probe, ProbeContext, pct, rate
+from ..parse import ParseError, to_int
+from ..registry import register_probe
+from .rtnl import attr_payload, dump, rtnl, unpack_u64s
+
+#: the counters a NetLink fact reports, each as <name>_total and <name>_per_s
+LINK_COUNTERS = (
+    "rx_bytes", "tx_bytes", "rx_packets", "tx_packets",
+    "rx_errors", "rx_dropped", "rx_missed_errors", "rx_fifo_errors", "rx_over_errors",
+    "rx_crc_errors", "rx_frame_errors", "rx_length_errors", "rx_nohandler",
+    "tx_errors", "tx_dropped", "tx_carrier_errors", "collisions", "carrier_changes",
+)
+#: counters the kernel keeps as u32 (the rest are u64)
+U32_COUNTERS = frozenset({"carrier_changes"})
+
+#: struct rtnl_link_stats64 (include/uapi/linux/if_link.h), in order; older kernels
+#: stop after tx_compressed (23 fields) or rx_nohandler (24)
+STATS64_FIELDS = (
+    "rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_errors", "tx_errors",
+    "rx_dropped", "tx_dropped", "multicast", "collisions", "rx_length_errors",
+    "rx_over_errors", "rx_crc_errors", "rx_frame_errors", "rx_fifo_errors",
+    "rx_missed_errors", "tx_aborted_errors", "tx_carrier_errors", "tx_fifo_errors",
+    "tx_heartbeat_errors", "tx_window_errors", "rx_compressed", "tx_compressed",
+    "rx_nohandler", "rx_otherhost_dropped",
+)
+
+#: /proc/net/dev columns after "IF:" (net/core/net-procfs.c dev_seq_printf_stats)
+PROC_NET_DEV_COLUMNS = (
+    "rx_bytes", "rx_packets", "rx_errs", "rx_drop", "rx_fifo", "rx_frame", "rx_compressed",
+    "rx_multicast", "tx_bytes", "tx_packets", "tx_errs", "tx_drop", "tx_fifo", "tx_colls",
+    "tx_carrier", "tx_compressed",
+)
+#: /proc/net/dev columns that are one kernel counter each. The others are sums:
+#: drop = rx_dropped + rx_missed_errors, frame = length + over + crc + frame,
+#: carrier = carrier + aborted + window + heartbeat.
+PROC_NET_DEV_EXACT = {
+    "rx_bytes": "rx_bytes", "rx_packets": "rx_packets", "rx_errs": "rx_errors",
+    "rx_fifo": "rx_fifo_errors", "tx_bytes": "tx_bytes", "tx_packets": "tx_packets",
+    "tx_errs": "tx_errors", "tx_drop": "tx_dropped", "tx_colls": "collisions",
+}
+
+ARPHRD_LOOPBACK = 772
+IFF_UP = 0x1
+IFF_LOOPBACK = 0x8
+OPERSTATES = ("unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up")
+
+
+@dataclass(frozen=True)
+class LinkReading:
+    """One interface as read at one moment."""
+
+    ifname: str
+    source: str
+    ifindex: Optional[int] = None
+    link_kind: str = "unknown"
+    operstate: Optional[str] = None
+    carrier: Optional[bool] = None
+    admin_up: Optional[bool] = None
+    mtu: Optional[int] = None
+    tx_queue_len: Optional[int] = None
+    qdisc: Optional[str] = None
+    master: Optional[str] = None
+    master_ifindex: Optional[int] = None
+    link_ifindex: Optional[int] = None
+    peer_netnsid: Optional[int] = None
+    speed_mbps: Optional[int] = None
+    duplex: Optional[str] = None
+    counters: Mapping[str, int] = field(default_factory=dict)
+
+
+def classify(info_kind: Optional[str], ifi_type: Optional[int], flags: Optional[int],
+             has_device: Optional[bool]) -> str:
+    """The interface's kind: the rtnl link kind when it has one, else loopback/physical."""
+    if info_kind:
+        return info_kind
+    if ifi_type == ARPHRD_LOOPBACK or (flags is not None and flags & IFF_LOOPBACK):
+        return "loopback"
+    if has_device:
+        return "physical"
+    return "unknown"
+
+
+def normalize_operstate(value: Optional[str]) -> Optional[str]:
+    if value is None:
+        return None
+    state = value.strip().lower()
+    return state if state in OPERSTATES else "unknown"
+
+
+def reading_from_ifinfmsg(msg: Any, source: str = "netlink RTM_GETLINK") -> LinkReading:
+    """Turn one decoded RTM_NEWLINK message (pyroute2 ifinfmsg) into a LinkReading."""
+    ifname = msg.get_attr("IFLA_IFNAME")
+    if not ifname:
+        raise ParseError(source, f"link with index {msg.get('index')} has no IFLA_IFNAME")
+    counters: dict[str, int] = {}
+    stats = msg.get_attr("IFLA_STATS64")
+    if stats is not None:
+        payload = attr_payload(stats)
+        if payload is not None:
+            raw = unpack_u64s(payload, STATS64_FIELDS)
+        else:  # a message built in memory: only pyroute2's decoded fields
+            raw = {k: v for k, v in stats.items() if k in STATS64_FIELDS}
+        counters.update({k: v for k, v in raw.items() if k in LINK_COUNTERS})
+    carrier_changes = msg.get_attr("IFLA_CARRIER_CHANGES")
+    if carrier_changes is not None:
+        counters["carrier_changes"] = carrier_changes
+    flags = msg.get("flags")
+    carrier = msg.get_attr("IFLA_CARRIER")
+    link = msg.get_attr("IFLA_LINK")
+    master = msg.get_attr("IFLA_MASTER")
+    return LinkReading(
+        ifname=ifname,
+        source=source,
+        ifindex=msg.get("index"),
+        # IFLA_PARENT_DEV_NAME (5.17+) names the bus device behind a physical interface;
+        # without it the probe looks for /sys/class/net/IF/device
+        link_kind=classify(msg.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")), msg.get("ifi_type"),
+                           flags, True if msg.get_attr("IFLA_PARENT_DEV_NAME") else None),
+        operstate=normalize_operstate(msg.get_attr("IFLA_OPERSTATE")),
+        carrier=None if carrier is None else bool(carrier),
+        admin_up=None if flags is None else bool(flags & IFF_UP),
+        mtu=msg.get_attr("IFLA_MTU"),
+        tx_queue_len=msg.get_attr("IFLA_TXQLEN"),
+        qdisc=msg.get_attr("IFLA_QDISC"),
+        master_ifindex=master or None,
+        link_ifindex=link or None,
+        peer_netnsid=msg.get_attr("IFLA_LINK_NETNSID"),
+        counters=counters,
+    )
+
+
+def parse_proc_net_dev(text: str, source: str = "/proc/net/dev") -> dict[str, dict[str, int]]:
+    """Parse /proc/net/dev: interface -> its 16 columns (names in PROC_NET_DEV_COLUMNS).
+
+    >>> parse_proc_net_dev('''Inter-|   Receive |  Transmit
+    ...  face |bytes    packets errs drop fifo frame compressed multicast|bytes ...
+    ...     lo: 3245 30 0 0 0 0 0 0 3245 30 0 0 0 0 0 0
+    ... ''')["lo"]["rx_packets"]
+    30
+    """
+    lines = text.splitlines()
+    if len(lines) < 2 or "|" not in lines[0] or "|" not in lines[1]:
+        raise ParseError(source, "expected two header lines ('Inter-|   Receive ...'); "
+                                 "is this /proc/net/dev?")
+    rows: dict[str, dict[str, int]] = {}
+    for number, line in enumerate(lines[2:], start=3):
+        if not line.strip():
+            continue
+        name, colon, rest = line.partition(":")
+        values = rest.split()
+        if not colon or len(values) != len(PROC_NET_DEV_COLUMNS):
+            raise ParseError(source, f"line {number}: expected 'IF: ' and "
+                                     f"{len(PROC_NET_DEV_COLUMNS)} numbers, "
+                                     f"got {line.strip()[:80]!r}")
+        rows[name.strip()] = {col: to_int(value, source, f"line {number} {col}")
+                              for col, value in zip(PROC_NET_DEV_COLUMNS, values)}
+    return rows
+
+
+def counters_from_proc_net_dev(row: Mapping[str, int]) -> dict[str, int]:
+    """The LINK_COUNTERS that /proc/net/dev reports unfolded."""
+    return {counter: row[col] for col, counter in PROC_NET_DEV_EXACT.items() if col in row}
+
+
+def _read_attr(ctx: ProbeContext, path: Path) -> Optional[str]:
+    """One sysfs attribute, stripped; None when missing or refused (EINVAL: a link that is
+    down has no speed/duplex/carrier to report)."""
+    try:
+        text = ctx.read_optional(path)
+    except OSError as err:
+        if err.errno in (errno.EINVAL, errno.ENODEV, errno.EOPNOTSUPP):
+            return None
+        raise
+    if text is None:
+        return None
+    return text.strip()
+
+
+def _attr_int(ctx: ProbeContext, base: Path, name: str, base16: bool = False) -> Optional[int]:
+    text = _read_attr(ctx, base / name)
+    if text is None or text == "":
+        return None
+    try:
+        return int(text, 16 if base16 else 10)
+    except ValueError:
+        raise ParseError(str(base / name), f"expected a number, got {text[:40]!r}") from None
+
+
+def parse_speed(text: Optional[str]) -> Optional[int]:
+    """/sys/class/net/IF/speed in Mb/s; -1 and unknown values are None."""
+    if text is None or not text.strip():
+        return None
+    try:
+        value = int(text.strip())
+    except ValueError:
+        return None
+    # SPEED_UNKNOWN is -1; some drivers print it as an unsigned 4294967295
+    return value if 0 < value < 0xFFFFFFFF else None
+
+
+def parse_duplex(text: Optional[str]) -> Optional[str]:
+    value = (text or "").strip().lower()
+    return value if value in ("full", "half") else None
+
+
+def sysfs_link_extras(ctx: ProbeContext, ifname: str,
+                      ifindex: Optional[int]) -> dict[str, Any]:
+    """speed, duplex and whether a device backs the interface, from /sys/class/net/IF.
+    Empty when sysfs shows another namespace's interface under that name."""
+    base = ctx.sys("class", "net", ifname)
+    if not os.path.isdir(base):
+        return {}
+    if ifindex is not None and _attr_int(ctx, base, "ifindex") not in (None, ifindex):
+        return {}  # /sys belongs to another network namespace
+    return {
+        "speed_mbps": parse_speed(_read_attr(ctx, base / "speed")),
+        "duplex": parse_duplex(_read_attr(ctx, base / "duplex")),
+        "has_device": os.path.lexists(base / "device"),
+    }
+
+
+def _sysfs_kind(ctx: ProbeContext, base: Path, ifi_type: Optional[int],
+                flags: Optional[int]) -> str:
+    """The interface kind from sysfs alone (captured trees have no rtnl link kind)."""
+    uevent = _read_attr(ctx, base / "uevent") or ""
+    for line in uevent.splitlines():
+        if line.startswith("DEVTYPE="):
+            return line.split("=", 1)[1].strip() or "unknown"
+    if os.path.isdir(base / "bridge"):
+        return "bridge"
+    if os.path.isdir(base / "bonding"):
+        return "bond"
+    if os.path.lexists(base / "tun_flags"):
+        return "tun"
+    return classify(None, ifi_type, flags, os.path.lexists(base / "device"))
+
+
+def read_sysfs_link(ctx: ProbeContext, ifname: str,
+                    net_dev_row: Optional[Mapping[str, int]]) -> LinkReading:
+    """One interface from a captured tree: /sys/class/net/IF and its /proc/net/dev row."""
+    base = ctx.sys("class", "net", ifname)
+    counters: dict[str, int] = {}
+    source = str(ctx.proc("net", "dev"))
+    if net_dev_row is not None:
+        counters.update(counters_from_proc_net_dev(net_dev_row))
+    if not os.path.isdir(base):
+        return LinkReading(ifname=ifname, source=source, counters=counters)
+    stats_dir = base / "statistics"
+    if os.path.isdir(stats_dir):
+        source = str(stats_dir)
+        for name in LINK_COUNTERS:
+            if name != "carrier_changes":
+                value = _attr_int(ctx, stats_dir, name)
+                if value is not None:
+                    counters[name] = value
+    carrier_changes = _attr_int(ctx, base, "carrier_changes")
+    if carrier_changes is not None:
+        counters["carrier_changes"] = carrier_changes
+    ifindex = _attr_int(ctx, base, "ifindex")
+    iflink = _attr_int(ctx, base, "iflink")
+    flags = _attr_int(ctx, base, "flags", base16=True)
+    carrier = _attr_int(ctx, base, "carrier")
+    master = None
+    if os.path.islink(base / "master"):
+        master = os.path.basename(os.readlink(base / "master"))
+    return LinkReading(
+        ifname=ifname,
+        source=source,
+        ifindex=ifindex,
+        link_kind=_sysfs_kind(ctx, base, _attr_int(ctx, base, "type"), flags),
+        operstate=normalize_operstate(_read_attr(ctx, base / "operstate")),
+        carrier=None if carrier is None else bool(carrier),
+        admin_up=None if flags is None else bool(flags & IFF_UP),
+        mtu=_attr_int(ctx, base, "mtu"),
+        tx_queue_len=_attr_int(ctx, base, "tx_queue_len"),
+        master=master,
+        # iflink == ifindex for an interface with no parent or peer
+        link_ifindex=iflink if iflink not in (None, 0, ifindex) else None,
+        speed_mbps=parse_speed(_read_attr(ctx, base / "speed")),
+        duplex=parse_duplex(_read_attr(ctx, base / "duplex")),
+        counters=counters,
+    )
+
+
+def link_facts(first: Optional[Mapping[str, LinkReading]], last: Mapping[str, LinkReading],
+               elapsed_s: Optional[float]) -> list[NetLink]:
+    """NetLink facts from readings keyed by ifname; rates where both samples saw the same
+    interface (same ifindex: a recreated interface restarts its counters)."""
+    names = {r.ifindex: r.ifname for r in last.values() if r.ifindex is not None}
+    facts = []
+    for ifname, now in sorted(last.items()):
+        before = (first or {}).get(ifname)
+        if before is not None and before.ifindex != now.ifindex:
+            before = None
+        values: dict[str, Any] = {}
+        for counter in LINK_COUNTERS:
+            total = now.counters.get(counter)
+            values[f"{counter}_total"] = total
+            values[f"{counter}_per_s"] = None if before is None else _round(rate(
+                before.counters.get(counter), total, elapsed_s,
+                wraps_at=1 << 32 if counter in U32_COUNTERS else None))
+        speed_bits = now.speed_mbps * 1_000_000 if now.speed_mbps else None
+        for way in ("rx", "tx"):
+            per_s = values[f"{way}_bytes_per_s"]
+            values[f"{way}_util_pct"] = pct(None if per_s is None else per_s * 8, speed_bits)
+        facts.append(NetLink(
+            source=now.source,
+            ifname=ifname,
+            ifindex=now.ifindex,
+            link_kind=now.link_kind,
+            operstate=now.operstate,
+            carrier=now.carrier,
+            admin_up=now.admin_up,
+            mtu=now.mtu,
+            tx_queue_len=now.tx_queue_len,
+            qdisc=now.qdisc,
+            master=now.master or names.get(now.master_ifindex),
+            master_ifindex=now.master_ifindex,
+            link_ifindex=now.link_ifindex,
+            link_ifname=names.get(now.link_ifindex) if now.peer_netnsid is None else None,
+            peer_netnsid=now.peer_netnsid,
+            speed_mbps=now.speed_mbps,
+            duplex=now.duplex,
+            **values,
+        ))
+    return facts
+
+
+def _round(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(value, 3)
+
+
+@register_probe
+class NetLinksProbe(Probe):
+    name = "net-links"
+    provides = ("net_link",)
+    description = ("network interfaces: kind, state, MTU, qdisc, master/peer and the "
+                   "packet, error and drop counters (netlink; /proc/net/dev + sysfs offline)")
+    timeout_s = 5.0
+
+    def __init__(self, netns: Optional[str] = None) -> None:
+        super().__init__()
+        #: a named namespace (/run/netns/NAME) to read instead of the current one
+        self.netns = netns
+
+    def sample(self, ctx: ProbeContext) -> dict[str, LinkReading]:
+        if ctx.live:
+            return self._sample_netlink(ctx)
+        return self._sample_files(ctx)
+
+    def _sample_netlink(self, ctx: ProbeContext) -> dict[str, LinkReading]:
+        with rtnl(self.netns) as ipr:
+            messages = dump(ipr.get_links)
+        readings = {}
+        for msg in messages:
+            reading = reading_from_ifinfmsg(msg)
+            # /sys/class/net shows the namespace sysfs was mounted in: only for our own
+            if self.netns is None:
+                extras = sysfs_link_extras(ctx, reading.ifname, reading.ifindex)
+                kind = reading.link_kind
+                if kind == "unknown" and extras.get("has_device"):
+                    kind = "physical"
+                reading = replace(reading, link_kind=kind, speed_mbps=extras.get("speed_mbps"),
+                                  duplex=extras.get("duplex"))
+            readings[reading.ifname] = reading
+        return readings
+
+    def _sample_files(self, ctx: ProbeContext) -> dict[str, LinkReading]:
+        dev_path = ctx.proc("net", "dev")
+        dev_text = ctx.read_optional(dev_path)
+        rows = parse_proc_net_dev(dev_text, str(dev_path)) if dev_text is not None else {}
+        class_net = ctx.sys("class", "net")
+        in_sysfs = set(os.listdir(class_net)) if os.path.isdir(class_net) else set()
+        if dev_text is None and not in_sysfs:
+            raise FileNotFoundError(errno.ENOENT, "neither /proc/net/dev nor /sys/class/net "
+                                    "in the captured tree", str(dev_path))
+        readings = {}
+        for ifname in sorted(set(rows) | in_sysfs):
+            readings[ifname] = read_sysfs_link(ctx, ifname, rows.get(ifname))
+        missing = sorted(set(rows) - in_sysfs)
+        if missing and in_sysfs:
+            self.warn(f"{class_net}: no entry for {', '.join(missing[:10])}; "
+                      "their kind, state and error split are unknown")
+        return readings
+
+    def facts(self, ctx: ProbeContext, first: Optional[dict[str, LinkReading]],
+              last: dict[str, LinkReading], elapsed_s: Optional[float]) -> list[Fact]:
+        return list(link_facts(first, last, elapsed_s))

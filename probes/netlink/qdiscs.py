@@ -1,0 +1,298 @@
+"""Queueing disciplines and HTB classes: what `tc -s -d qdisc` / `tc -s -d class` show.
+
+One RTM_GETQDISC dump for every interface, one RTM_GETTCLASS dump per interface
+that has an HTB qdisc (the kernel dumps classes of one device at a time).
+Statistics come from TCA_STATS2 (gnet_stats_basic + gnet_stats_queue + the
+kind's TCA_STATS_APP), parameters from TCA_OPTIONS (KNOWLEDGE.md §2.5, §2.13).
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+from sysdiag.facts import Fact, Qdisc, TcClass
+
+from ..base import Probe, ProbeContext, pct, rate
+from ..parse import ParseError
+from ..registry import register_probe
+from .rtnl import (TC_H_ROOT, attr_payload, dump, format_handle, format_parent,
+                   require_live, rtnl)
+
+#: counters that are u32 in the kernel structs (they wrap); sent_bytes is u64
+U32_COUNTERS = frozenset({"sent_packets", "dropped", "overlimits", "requeues",
+                          "direct_packets", "lended", "borrowed", "giants"})
+QDISC_COUNTERS = ("sent_bytes", "sent_packets", "dropped", "overlimits", "requeues",
+                  "direct_packets")
+CLASS_COUNTERS = ("sent_bytes", "sent_packets", "dropped", "overlimits", "lended",
+                  "borrowed", "giants")
+
+#: scheduler ticks per microsecond: PSCHED_SHIFT is 6 (one tick = 64 ns) since 2.6.31
+DEFAULT_TICKS_PER_US = 1000 / 64
+
+# attribute types pyroute2 0.9 does not name
+TCA_STATS_PKT64 = 8  # u64 packet count once it no longer fits TCA_STATS_BASIC's u32
+TCA_TBF_RATE64 = 4  # u64 rate in bytes/s once it no longer fits tc_ratespec's u32
+
+
+@dataclass(frozen=True)
+class TcReading:
+    """One qdisc or class as read at one moment."""
+
+    ifindex: int
+    handle: int
+    parent: int
+    kind: str
+    counters: Mapping[str, int] = field(default_factory=dict)
+    #: gauges and parameters (backlog, tokens, rates, limits)
+    values: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[int, int, int, str]:
+        return (self.ifindex, self.handle, self.parent, self.kind)
+
+
+def parse_psched(text: Optional[str]) -> float:
+    """Scheduler ticks per microsecond from /proc/net/psched, the way tc computes it.
+
+    >>> parse_psched("000003e8 00000040 000f4240 3b9aca00")
+    15.625
+    """
+    if text is None:
+        return DEFAULT_TICKS_PER_US
+    try:
+        t2us, us2t, clock_res = (int(x, 16) for x in text.split()[:3])
+    except ValueError:
+        raise ParseError("/proc/net/psched",
+                         f"expected 4 hex numbers, got {text.strip()[:60]!r}") from None
+    if us2t == 0 or clock_res == 0:
+        raise ParseError("/proc/net/psched", f"zero divisor in {text.strip()[:60]!r}")
+    if clock_res == 1_000_000_000:  # iproute2's compatibility rule for ns-resolution kernels
+        t2us = us2t
+    return t2us / us2t * (clock_res / 1_000_000)
+
+
+def _raw_attr(parent: Any, attr_type: int) -> Optional[bytes]:
+    """The payload of an attribute pyroute2 left undecoded ("UNKNOWN"), by type number."""
+    for name, nla in parent.get("attrs", ()):
+        if name == "UNKNOWN" and (nla.get("header") or {}).get("type", -1) & 0x3FFF == attr_type:
+            return attr_payload(nla)
+    return None
+
+
+def _u64(payload: Optional[bytes]) -> Optional[int]:
+    if payload is None or len(payload) < 8:
+        return None
+    return struct.unpack_from("=Q", payload)[0]
+
+
+def _stats(msg: Any) -> tuple[dict[str, int], dict[str, int], Any]:
+    """(counters, gauges, the TCA_STATS_APP attribute) from TCA_STATS2, or TCA_STATS."""
+    counters: dict[str, int] = {}
+    gauges: dict[str, int] = {}
+    stats2 = msg.get_attr("TCA_STATS2")
+    if stats2 is not None:
+        basic = stats2.get_attr("TCA_STATS_BASIC")
+        if basic is not None:
+            counters["sent_bytes"] = basic["bytes"]
+            counters["sent_packets"] = basic["packets"]
+        pkt64 = _u64(_raw_attr(stats2, TCA_STATS_PKT64))
+        if pkt64 is not None:
+            counters["sent_packets"] = pkt64
+        queue = stats2.get_attr("TCA_STATS_QUEUE")
+        if queue is not None:
+            counters.update(dropped=queue["drops"], overlimits=queue["overlimits"],
+                            requeues=queue["requeues"])
+            gauges.update(backlog_bytes=queue["backlog"], backlog_packets=queue["qlen"])
+        return counters, gauges, stats2.get_attr("TCA_STATS_APP")
+    old = msg.get_attr("TCA_STATS")  # struct tc_stats: kernels before 2.6.x STATS2
+    if old is not None:
+        counters.update(sent_bytes=old["bytes"], sent_packets=old["packets"],
+                        dropped=old["drop"], overlimits=old["overlimits"])
+        gauges.update(backlog_bytes=old["backlog"], backlog_packets=old["qlen"])
+    return counters, gauges, None
+
+
+def _qdisc_params(kind: str, options: Any, ticks_per_us: float) -> tuple[dict[str, int],
+                                                                          dict[str, int]]:
+    """(parameters, counters) from a qdisc's TCA_OPTIONS."""
+    params: dict[str, int] = {}
+    counters: dict[str, int] = {}
+    if options is None:
+        return params, counters
+    if kind == "tbf":
+        parms = options.get_attr("TCA_TBF_PARMS")
+        if parms is not None:
+            rate_bytes = _u64(_raw_attr(options, TCA_TBF_RATE64)) or parms["rate"]
+            params["rate_bps"] = rate_bytes * 8
+            params["limit_bytes"] = parms["limit"]
+            # `buffer` is the bucket as transmit time at `rate`, in scheduler ticks
+            params["burst_bytes"] = round(rate_bytes * parms["buffer"] / ticks_per_us / 1e6)
+    elif kind == "htb":
+        init = options.get_attr("TCA_HTB_INIT")
+        if init is not None:
+            params["default_class_minor"] = init["defcls"]
+            counters["direct_packets"] = init["direct_pkts"]
+    elif kind in ("fq_codel", "codel"):
+        prefix = "TCA_FQ_CODEL_" if kind == "fq_codel" else "TCA_CODEL_"
+        for attr, name in (("LIMIT", "limit_packets"), ("TARGET", "target_us"),
+                           ("INTERVAL", "interval_us")):
+            value = options.get_attr(prefix + attr)
+            if value is not None:
+                params[name] = value
+    elif kind in ("pfifo", "bfifo", "pfifo_head_drop"):
+        payload = attr_payload(options)  # struct tc_fifo_qopt { __u32 limit; }
+        if payload is not None and len(payload) >= 4:
+            limit = struct.unpack_from("=I", payload)[0]
+            params["limit_bytes" if kind == "bfifo" else "limit_packets"] = limit
+    return params, counters
+
+
+def reading_from_tcmsg(msg: Any, ticks_per_us: float = DEFAULT_TICKS_PER_US,
+                       is_class: bool = False) -> TcReading:
+    """Turn one decoded RTM_NEWQDISC (or, with is_class, RTM_NEWTCLASS) message (pyroute2
+    tcmsg) into a reading."""
+    source = "netlink RTM_GETTCLASS" if is_class else "netlink RTM_GETQDISC"
+    kind = msg.get_attr("TCA_KIND")
+    if not kind:
+        raise ParseError(source, f"tc object {format_handle(msg.get('handle') or 0)} on "
+                                 f"ifindex {msg.get('index')} has no TCA_KIND")
+    counters, values, app = _stats(msg)
+    options = msg.get_attr("TCA_OPTIONS")
+    if is_class and kind == "htb":
+        if options is not None and options.get_attr("TCA_HTB_PARMS") is not None:
+            parms = options.get_attr("TCA_HTB_PARMS")
+            rate_bytes = options.get_attr("TCA_HTB_RATE64") or parms["rate"]
+            ceil_bytes = options.get_attr("TCA_HTB_CEIL64") or parms["ceil"]
+            values.update(rate_bps=rate_bytes * 8, ceil_bps=ceil_bytes * 8,
+                          level=parms["level"], prio=parms["prio"])
+        if app is not None and "lends" in app:
+            counters.update(lended=app["lends"], borrowed=app["borrows"], giants=app["giants"])
+            # the kernel reports token levels in scheduler ticks
+            values.update(tokens_us=round(app["tokens"] / ticks_per_us),
+                          ctokens_us=round(app["ctokens"] / ticks_per_us))
+    elif not is_class:
+        params, extra = _qdisc_params(kind, options, ticks_per_us)
+        values.update(params)
+        counters.update(extra)
+    return TcReading(ifindex=msg.get("index"), handle=msg.get("handle") or 0,
+                     parent=msg.get("parent") or 0, kind=kind, counters=counters, values=values)
+
+
+def _rates(before: Optional[TcReading], now: TcReading, names: tuple[str, ...],
+           elapsed_s: Optional[float]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in names:
+        total = now.counters.get(name)
+        out[f"{name}_total"] = total
+        value = None
+        if before is not None:
+            value = rate(before.counters.get(name), total, elapsed_s,
+                         wraps_at=1 << 32 if name in U32_COUNTERS else None)
+        out[f"{name}_per_s"] = None if value is None else round(value, 3)
+    return out
+
+
+def _bits_pct(bytes_per_s: Optional[float], bits: Optional[int]) -> Optional[float]:
+    return pct(None if bytes_per_s is None else bytes_per_s * 8, bits)
+
+
+def qdisc_facts(first: Optional[Mapping[tuple, TcReading]], last: Mapping[tuple, TcReading],
+                ifnames: Mapping[int, str], elapsed_s: Optional[float],
+                source: str = "netlink RTM_GETQDISC") -> list[Qdisc]:
+    facts = []
+    for key, now in sorted(last.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
+        before = (first or {}).get(key)
+        counts = _rates(before, now, QDISC_COUNTERS, elapsed_s)
+        v = now.values
+        facts.append(Qdisc(
+            source=source, ifname=ifnames.get(now.ifindex, f"ifindex{now.ifindex}"),
+            ifindex=now.ifindex, qdisc_kind=now.kind, handle=format_handle(now.handle),
+            parent=format_parent(now.parent), root=now.parent == TC_H_ROOT,
+            backlog_bytes=v.get("backlog_bytes"), backlog_packets=v.get("backlog_packets"),
+            rate_bps=v.get("rate_bps"), burst_bytes=v.get("burst_bytes"),
+            limit_bytes=v.get("limit_bytes"), limit_packets=v.get("limit_packets"),
+            target_us=v.get("target_us"), interval_us=v.get("interval_us"),
+            default_class_minor=v.get("default_class_minor"),
+            default_class=(format_handle(now.handle & 0xFFFF0000 | v["default_class_minor"])
+                           if v.get("default_class_minor") else None),
+            rate_used_pct=_bits_pct(counts["sent_bytes_per_s"], v.get("rate_bps")),
+            **counts,
+        ))
+    return facts
+
+
+def class_facts(first: Optional[Mapping[tuple, TcReading]], last: Mapping[tuple, TcReading],
+                ifnames: Mapping[int, str], elapsed_s: Optional[float],
+                source: str = "netlink RTM_GETTCLASS") -> list[TcClass]:
+    facts = []
+    for key, now in sorted(last.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        before = (first or {}).get(key)
+        counts = _rates(before, now, CLASS_COUNTERS, elapsed_s)
+        counts.pop("giants_per_s")
+        v = now.values
+        facts.append(TcClass(
+            source=source, ifname=ifnames.get(now.ifindex, f"ifindex{now.ifindex}"),
+            ifindex=now.ifindex, class_kind=now.kind, classid=format_handle(now.handle),
+            parent=format_parent(now.parent), level=v.get("level"), prio=v.get("prio"),
+            rate_bps=v.get("rate_bps"), ceil_bps=v.get("ceil_bps"),
+            rate_used_pct=_bits_pct(counts["sent_bytes_per_s"], v.get("rate_bps")),
+            ceil_used_pct=_bits_pct(counts["sent_bytes_per_s"], v.get("ceil_bps")),
+            tokens_us=v.get("tokens_us"), ctokens_us=v.get("ctokens_us"),
+            backlog_bytes=v.get("backlog_bytes"), backlog_packets=v.get("backlog_packets"),
+            **counts,
+        ))
+    return facts
+
+
+@dataclass(frozen=True)
+class TcSample:
+    ifnames: Mapping[int, str]
+    qdiscs: Mapping[tuple, TcReading]
+    classes: Mapping[tuple, TcReading]
+
+
+@register_probe
+class QdiscsProbe(Probe):
+    name = "qdiscs"
+    provides = ("qdisc", "tc_class")
+    description = ("qdiscs and HTB classes with sent/dropped/overlimits/requeues, backlog "
+                   "and shaping parameters (netlink, like tc -s -d qdisc/class)")
+    timeout_s = 5.0
+
+    def __init__(self, netns: Optional[str] = None) -> None:
+        super().__init__()
+        #: a named namespace (/run/netns/NAME) to read instead of the current one
+        self.netns = netns
+
+    def check(self, ctx: ProbeContext) -> None:
+        super().check(ctx)
+        require_live(ctx)
+
+    def sample(self, ctx: ProbeContext) -> TcSample:
+        require_live(ctx)
+        ticks_per_us = parse_psched(ctx.read_optional(ctx.proc("net", "psched")))
+        with rtnl(self.netns) as ipr:
+            links = dump(ipr.get_links)
+            qdisc_msgs = dump(ipr.get_qdiscs)
+            qdiscs = {}
+            for msg in qdisc_msgs:
+                reading = reading_from_tcmsg(msg, ticks_per_us)
+                qdiscs[reading.key] = reading
+            classes = {}
+            for ifindex in sorted({r.ifindex for r in qdiscs.values() if r.kind == "htb"}):
+                for msg in dump(lambda ifindex=ifindex: ipr.get_classes(index=ifindex)):
+                    reading = reading_from_tcmsg(msg, ticks_per_us, is_class=True)
+                    if reading.kind == "htb":
+                        classes[reading.key] = reading
+        ifnames = {msg["index"]: msg.get_attr("IFLA_IFNAME") for msg in links}
+        return TcSample(ifnames=ifnames, qdiscs=qdiscs, classes=classes)
+
+    def facts(self, ctx: ProbeContext, first: Optional[TcSample], last: TcSample,
+              elapsed_s: Optional[float]) -> list[Fact]:
+        out: list[Fact] = []
+        out.extend(qdisc_facts(first.qdiscs if first else None, last.qdiscs, last.ifnames,
+                               elapsed_s))
+        out.extend(class_facts(first.classes if first else None, last.classes, last.ifnames,
+                               elapsed_s))
+        return out
