@@ -21,6 +21,7 @@ PROBE_MODULES = (
     "sysdiag.probes.netlink.links",
     "sysdiag.probes.netlink.qdiscs",
     "sysdiag.probes.procfs.mounts",
+    "sysdiag.probes.procfs.diskstats",
 )
 
 
