@@ -22,6 +22,7 @@ PROBE_MODULES = (
     "sysdiag.probes.netlink.qdiscs",
     "sysdiag.probes.procfs.mounts",
     "sysdiag.probes.procfs.diskstats",
+    "sysdiag.probes.procfs.filenr",
 )
 
 
