@@ -220,3 +220,12 @@ def test_example_is_truncated():
 def test_probe_is_unavailable_on_a_captured_tree(tree_ctx):
     outcome, facts = run_one(KmsgProbe(), tree_ctx)
     assert (outcome.status, outcome.reason) == ("unavailable", "no kernel log in a captured tree")
+
+
+def test_keywords_are_lower_case_literals_of_their_lines():
+    # the prefilter compares keywords against the lower-cased message
+    for sig in SIGNATURES:
+        assert sig.keywords and all(k == k.lower() for k in sig.keywords), sig.id
+    for line, signature, _, _ in LINES:
+        sig = next(s for s in SIGNATURES if s.id == signature)
+        assert any(k in line.lower() for k in sig.keywords), (signature, line)
