@@ -23,6 +23,7 @@ PROBE_MODULES = (
     "sysdiag.probes.procfs.mounts",
     "sysdiag.probes.procfs.diskstats",
     "sysdiag.probes.procfs.filenr",
+    "sysdiag.probes.procfs.locks",
 )
 
 
