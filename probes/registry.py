@@ -24,6 +24,7 @@ PROBE_MODULES = (
     "sysdiag.probes.procfs.diskstats",
     "sysdiag.probes.procfs.filenr",
     "sysdiag.probes.procfs.locks",
+    "sysdiag.probes.procfs.filesystems",
 )
 
 
