@@ -17,7 +17,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 from sysdiag.facts import Fact, KernelLogEvent
 
@@ -40,6 +40,9 @@ class LogRecord:
     ts_s: Optional[float]  # seconds since boot (kernel local clock)
     level: Optional[int]
     message: str
+    #: syslog facility; 0 = the kernel. Root can write lines into /dev/kmsg (systemd
+    #: does, as facility 3): those are not kernel events and are never matched.
+    facility: Optional[int] = None
 
 
 def parse_kmsg_record(raw: str, source: str = KMSG) -> LogRecord:
@@ -56,7 +59,7 @@ def parse_kmsg_record(raw: str, source: str = KMSG) -> LogRecord:
         prio, seq, usec = int(fields[0]), int(fields[1]), int(fields[2])
     except ValueError:
         raise ParseError(source, f"record header is not numeric: {header[:60]!r}") from None
-    return LogRecord(seq=seq, ts_s=usec / 1e6, level=prio & 7,
+    return LogRecord(seq=seq, ts_s=usec / 1e6, level=prio & 7, facility=prio >> 3,
                      message=rest.split("\n", 1)[0])
 
 
@@ -100,6 +103,8 @@ def group_events(records: Iterable[LogRecord], now_s: Optional[float],
     groups: dict[tuple[str, str], _Group] = {}
     oom_context: dict[str, str] = {}
     for record in records:
+        if record.facility not in (None, 0):
+            continue
         context = parse_oom_context(record.message)
         if context is not None:
             oom_context = context  # belongs to the kill line that follows
@@ -145,34 +150,50 @@ def group_events(records: Iterable[LogRecord], now_s: Optional[float],
     return sorted(events, key=lambda e: (e.signature, e.subject))
 
 
-def read_kmsg(path: str = KMSG) -> tuple[list[str], int]:
-    """All records in the ring buffer (decoded, unparsed), and how many were lost
-    to EPIPE (overwritten while we read)."""
+@dataclass
+class KmsgRead:
+    records: list[str]
+    #: times the ring buffer overwrote records we had not read yet (EPIPE)
+    wrapped: int = 0
+    #: stopped at MAX_RECORDS or MAX_READ_S before the end of the buffer
+    truncated: bool = False
+
+
+def read_kmsg(path: str = KMSG) -> KmsgRead:
+    """All records in the ring buffer, decoded but unparsed."""
     fd = open_kmsg(path)
-    records: list[str] = []
-    overwritten = 0
-    deadline = time.monotonic() + MAX_READ_S
     try:
-        while len(records) < MAX_RECORDS and time.monotonic() < deadline:
-            try:
-                raw = os.read(fd, RECORD_BYTES)
-            except BlockingIOError:
-                break  # EAGAIN: no more records
-            except BrokenPipeError:
-                overwritten += 1  # EPIPE: the buffer wrapped past us; go on
-                continue
-            except OSError as err:
-                if err.errno == errno.EINVAL:
-                    # a record longer than our buffer; kernel refuses the read
-                    raise OSError(err.errno, f"{path}: record longer than {RECORD_BYTES} bytes",
-                                  path) from err
-                raise
-            if not raw:
-                break
-            records.append(raw.decode("utf-8", errors="replace"))
+        return read_records(lambda: os.read(fd, RECORD_BYTES), path)
     finally:
         os.close(fd)
-    return records, overwritten
+
+
+def read_records(read_one: Callable[[], bytes], path: str = KMSG,
+                 max_records: int = MAX_RECORDS, max_s: float = MAX_READ_S) -> KmsgRead:
+    """Call `read_one` (one read() of a non-blocking /dev/kmsg fd) until EAGAIN."""
+    result = KmsgRead(records=[])
+    deadline = time.monotonic() + max_s
+    while True:
+        if len(result.records) >= max_records or time.monotonic() > deadline:
+            result.truncated = True
+            break
+        try:
+            raw = read_one()
+        except BlockingIOError:
+            break  # EAGAIN: no more records
+        except BrokenPipeError:
+            result.wrapped += 1  # EPIPE: the buffer wrapped past us; the next read goes on
+            continue
+        except OSError as err:
+            if err.errno == errno.EINVAL:
+                # the kernel refuses a read into a buffer smaller than the record
+                raise OSError(err.errno, f"{path}: record longer than {RECORD_BYTES} bytes",
+                              path) from err
+            raise
+        if not raw:
+            break
+        result.records.append(raw.decode("utf-8", errors="replace"))
+    return result
 
 
 def open_kmsg(path: str = KMSG) -> int:
@@ -205,11 +226,15 @@ class KmsgProbe(Probe):
 
     def facts(self, ctx: ProbeContext, first: Optional[float], last: float,
               elapsed_s: Optional[float]) -> list[Fact]:
-        raw_records, overwritten = read_kmsg()
-        if overwritten:
-            self.warn(f"{KMSG}: {overwritten} records were overwritten while reading")
+        log = read_kmsg()
+        if log.wrapped:
+            self.warn(f"{KMSG}: the log wrapped {log.wrapped} times while being read; "
+                      "the oldest records were lost")
+        if log.truncated:
+            self.warn(f"{KMSG}: stopped after {len(log.records)} records "
+                      f"(limit {MAX_RECORDS} records or {MAX_READ_S} s)")
         parsed, bad = [], 0
-        for raw in raw_records:
+        for raw in log.records:
             try:
                 parsed.append(parse_kmsg_record(raw))
             except ParseError:

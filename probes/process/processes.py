@@ -164,7 +164,9 @@ class ProcReading:
 
     @property
     def kernel_thread(self) -> bool:
-        return self.pid == 2 or self.stat.ppid == 2 or bool(self.stat.flags & PF_KTHREAD)
+        # The PF_KTHREAD flag, not "ppid 2": inside a pid namespace pid 2 is an ordinary
+        # process (kthreads are invisible there); see also process_facts.
+        return bool(self.stat.flags & PF_KTHREAD)
 
 
 @dataclass
@@ -229,6 +231,7 @@ class ProcessesProbe(Probe):
             raise OSError(err.errno, f"cannot list processes in {root}: {err.strerror}",
                           root) from err
         reading = ProcessesReading(procs={}, uptime_s=self._uptime(read, root))
+        broken: list[Exception] = []
         for name in names:
             if not name.isdigit():
                 continue
@@ -237,7 +240,16 @@ class ProcessesProbe(Probe):
             except _Vanished:
                 reading.vanished += 1
                 continue
+            except (ParseError, OSError) as err:
+                # one unreadable or garbled process must not cost all the others
+                broken.append(err)
+                message = f"{err}; pid {name} skipped"
+                if message not in self.warnings:  # sample() runs twice
+                    self.warn(message)
+                continue
             reading.procs[proc.pid] = proc
+        if broken and not reading.procs:
+            raise broken[0]
         return reading
 
     def _read_counters(self, read: Callable[[str, int], str], base: str,
@@ -266,9 +278,17 @@ class ProcessesProbe(Probe):
         read = _reader(ctx)
         root = str(ctx.proc())
         for proc in reading.procs.values():
-            self._read_details(read, f"{root}/{proc.pid}", proc, ctx)
-        reading.pid_max = self._sysctl(read, f"{root}/sys/kernel/pid_max")
-        reading.threads_max = self._sysctl(read, f"{root}/sys/kernel/threads-max")
+            try:
+                self._read_details(read, f"{root}/{proc.pid}", proc, ctx)
+            except ParseError as err:
+                self.warn(f"{err}; detail left out")  # the counters of this pid stay
+        for name in ("pid_max", "threads-max"):
+            try:
+                value = self._sysctl(read, f"{root}/sys/kernel/{name}")
+            except ParseError as err:
+                self.warn(str(err))
+                continue
+            setattr(reading, name.replace("-", "_"), value)
 
     def _read_details(self, read: Callable[[str, int], str], base: str, proc: ProcReading,
                       ctx: ProbeContext) -> None:
@@ -344,11 +364,17 @@ def process_facts(root: str, first: Optional[ProcessesReading], last: ProcessesR
     facts: list[Fact] = []
     window = elapsed_s if first is not None and elapsed_s and elapsed_s > 0 else None
     d_stable = 0
+    # pid 2 is kthreadd outside pid namespaces: it and its children are kernel threads
+    # even where a tree lost the stat flags
+    kthreadd = last.procs.get(2)
+    kthreadd_is_2 = kthreadd is not None and kthreadd.stat.comm == "kthreadd"
     for pid, p in sorted(last.procs.items()):
         before = first.procs.get(pid) if first is not None else None
         if not _same(before, p):
             before = None
-        facts.append(_process_fact(root, p, before, window, last.uptime_s, clk_tck, page_size))
+        kernel = p.kernel_thread or (kthreadd_is_2 and 2 in (pid, p.stat.ppid))
+        facts.append(_process_fact(root, p, before, window, last.uptime_s, clk_tck, page_size,
+                                   kernel))
         if before is not None and p.stat.state == "D" and before.stat.state == "D":
             d_stable += 1
 
@@ -393,12 +419,12 @@ def _zombie_parents(root: str, first: Optional[ProcessesReading],
 
 def _process_fact(root: str, p: ProcReading, before: Optional[ProcReading],
                   window: Optional[float], uptime_s: Optional[float], clk_tck: int,
-                  page_size: int) -> Process:
+                  page_size: int, kernel_thread: bool) -> Process:
     s, st = p.stat, p.status
     rss_kb = st.get("VmRSS")
     fields: dict[str, object] = dict(
         source=f"{root}/{p.pid}", pid=p.pid, ppid=s.ppid, comm=s.comm, cmdline=p.cmdline,
-        uid=st.get("Uid"), state=_state(s.state), kernel_thread=p.kernel_thread,
+        uid=st.get("Uid"), state=_state(s.state), kernel_thread=kernel_thread,
         threads=s.threads, nice=s.nice, sched_policy=s.policy,
         rss_bytes=rss_kb * 1024 if rss_kb is not None else s.rss_pages * page_size,
         rss_anon_bytes=_kb(st.get("RssAnon")), swap_bytes=_kb(st.get("VmSwap")),

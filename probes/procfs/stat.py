@@ -83,6 +83,8 @@ def parse_stat(text: str, source: str = "/proc/stat") -> StatReading:
             scalars[name] = to_int(rest.strip(), source, name)
     if total is None:
         raise ParseError(source, "no 'cpu' summary line (empty or truncated file?)")
+    if not cpus:
+        raise ParseError(source, "no per-CPU 'cpuN' lines (truncated file?)")
     return StatReading(total=total, cpus=cpus, ctxt=scalars.get("ctxt"),
                        forks=scalars.get("processes"),
                        procs_running=scalars.get("procs_running"),
@@ -120,7 +122,7 @@ def cpu_shares(d: CpuTimes) -> Optional[CpuShares]:
 def cpu_facts(source: str, first: Optional[StatReading], last: StatReading,
               elapsed_s: Optional[float]) -> list[Fact]:
     """CpuSummary and one CpuCore per CPU from one or two readings."""
-    cpu_count = len(last.cpus) or 1
+    cpu_count = len(last.cpus)
     per_cpu: dict[int, Optional[CpuShares]] = {}
     for cpu, times in sorted(last.cpus.items()):
         before = first.cpus.get(cpu) if first else None

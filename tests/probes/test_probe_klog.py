@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import errno
+import os
+
 import pytest
 
+from sysdiag.probes.base import Unavailable
 from sysdiag.probes.klog.kmsg import (KmsgProbe, LogRecord, group_events, parse_dmesg_line,
-                                      parse_kmsg_record)
+                                      parse_kmsg_record, read_kmsg, read_records)
 from sysdiag.probes.klog.signatures import SIGNATURES, match_message, parse_oom_context
 from sysdiag.probes.parse import ParseError
 
@@ -132,10 +136,11 @@ def test_every_signature_has_a_test_line():
 def test_parse_kmsg_record():
     r = parse_kmsg_record("6,345,334136335,-;python3[4619]: segfault at 0 ip 1 sp 2 error 4\n"
                           " SUBSYSTEM=virtio\n DEVICE=+virtio:virtio1\n")
-    assert (r.level, r.seq, r.ts_s) == (6, 345, 334.136335)
+    assert (r.level, r.facility, r.seq, r.ts_s) == (6, 0, 345, 334.136335)
     assert r.message == "python3[4619]: segfault at 0 ip 1 sp 2 error 4"
     # facility in the high bits: prio 14 = user (1) << 3 | info (6)
-    assert parse_kmsg_record("14,1,5,c;hello").level == 6
+    r = parse_kmsg_record("14,1,5,c;hello")
+    assert (r.level, r.facility) == (6, 1)
 
 
 @pytest.mark.parametrize("raw, problem", [
@@ -229,3 +234,46 @@ def test_keywords_are_lower_case_literals_of_their_lines():
     for line, signature, _, _ in LINES:
         sig = next(s for s in SIGNATURES if s.id == signature)
         assert any(k in line.lower() for k in sig.keywords), (signature, line)
+
+
+def test_user_space_lines_written_into_kmsg_are_not_kernel_events():
+    # prio 30 = facility 3 (daemon) << 3 | level 6: e.g. systemd writing to /dev/kmsg
+    spoof = parse_kmsg_record("30,7,1000,-;Out of memory: Killed process 1 (init) total-vm:1kB")
+    real = parse_kmsg_record("6,8,2000,-;Out of memory: Killed process 2 (x) total-vm:1kB")
+    (event,) = group_events([spoof, real], now_s=3.0, window_start_s=0.0)
+    assert (event.pid, event.count) == (2, 1)
+
+
+def _reads(*steps):
+    """A fake read() of /dev/kmsg: bytes are records, exceptions are raised."""
+    it = iter(steps)
+
+    def read_one() -> bytes:
+        step = next(it)
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+    return read_one
+
+
+def test_read_records_until_eagain_going_on_after_epipe():
+    result = read_records(_reads(b"6,1,5,-;one\n", BrokenPipeError(), b"6,9,7,-;two\n",
+                                 BlockingIOError()))
+    assert result.records == ["6,1,5,-;one\n", "6,9,7,-;two\n"]
+    assert (result.wrapped, result.truncated) == (1, False)
+
+
+def test_read_records_is_bounded():
+    result = read_records(_reads(*[b"6,1,5,-;x\n"] * 5), max_records=3)
+    assert len(result.records) == 3 and result.truncated
+
+
+def test_read_records_names_the_device_for_a_too_long_record():
+    with pytest.raises(OSError, match="/dev/kmsg: record longer than"):
+        read_records(_reads(OSError(errno.EINVAL, "Invalid argument")))
+
+
+def test_missing_kmsg_is_unavailable(tmp_path):
+    with pytest.raises(Unavailable, match="does not exist"):
+        read_kmsg(str(tmp_path / "kmsg"))

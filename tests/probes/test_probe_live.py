@@ -205,3 +205,29 @@ def test_all_probes_live_once(live_ctx, capsys):
     for name in ("host", "cpu", "loadavg", "memory", "vmstat", "processes"):
         assert statuses[name] == "ok", collection.outcomes
     assert statuses["klog"] in ("ok", "unavailable") and statuses["psi"] in ("ok", "unavailable")
+
+
+UNPRIVILEGED_KLOG = """
+import os
+from sysdiag.probes.base import ProbeContext
+from sysdiag.probes.klog.kmsg import KmsgProbe
+from sysdiag.probes.runner import run_probes
+# drop privileges only now: the interpreter's files may not be readable by nobody
+os.setgroups([]); os.setgid(65534); os.setuid(65534)
+(outcome,) = run_probes([KmsgProbe()], ProbeContext(), window_s=0, deadline_s=10).outcomes
+print(outcome.status, outcome.reason, sep="|")
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to an unprivileged user")
+def test_klog_unavailable_for_an_unprivileged_user():
+    restrict = Path("/proc/sys/kernel/dmesg_restrict")
+    if not restrict.exists() or restrict.read_text().strip() != "1":
+        pytest.skip("kernel.dmesg_restrict=0: everyone may read the kernel log here")
+    out = subprocess.run([sys.executable, "-c", UNPRIVILEGED_KLOG], capture_output=True,
+                         text=True, timeout=60, cwd="/")
+    assert out.returncode == 0, out.stderr
+    status, reason = out.stdout.strip().split("|")
+    assert status == "unavailable"
+    assert reason == ("cannot read /dev/kmsg: needs root (CAP_SYSLOG) or "
+                      "sysctl kernel.dmesg_restrict=0")

@@ -87,3 +87,20 @@ def test_other_read_errors_fail(tmp_path, monkeypatch):
     outcome, _ = run_one(PressureProbe(), ctx)
     assert outcome.status == "failed" and "Input/output error" in outcome.reason
 
+
+
+def test_irq_alone_unsupported_is_a_warning(tmp_path, monkeypatch):
+    files = {f"proc/pressure/{r}": MEMORY for r in ("cpu", "memory", "io", "irq")}
+    ctx = write_tree(tmp_path, files)
+    real = ProbeContext.read_text
+
+    def irq_refuses(self: ProbeContext, path: Path, max_bytes: int = 4 << 20) -> str:
+        if path.name == "irq":
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported", str(path))
+        return real(self, path, max_bytes)
+
+    monkeypatch.setattr(ProbeContext, "read_text", irq_refuses)
+    outcome, facts = run_one(PressureProbe(), ctx)
+    assert outcome.status == "ok"
+    assert sorted(f.resource for f in facts) == ["cpu", "io", "memory"]
+    assert outcome.warnings == [f"{tmp_path}/proc/pressure/irq: not supported by this kernel"]

@@ -160,11 +160,25 @@ def test_process_facts_rates_states_and_summaries():
     assert (zp.zombies_first, zp.zombies_delta) == (1, 1)
 
 
+def test_kernel_threads_by_flag_or_kthreadd_parent():
+    kthreadd = _proc(2, 0, "S", comm="kthreadd")
+    child = _proc(50, 2, "I", comm="kworker/0:1")
+    last = ProcessesReading(procs={2: kthreadd, 50: child, 60: _proc(60, 1, "S")}, uptime_s=None)
+    procs = {f.pid: f for f in process_facts("/p", None, last, None, 100, 4096)
+             if isinstance(f, Process)}
+    assert procs[2].kernel_thread and procs[50].kernel_thread and not procs[60].kernel_thread
+    # inside a pid namespace pid 2 is an ordinary process, and so are its children
+    ns = ProcessesReading(procs={2: _proc(2, 1, "S", comm="nginx"), 3: _proc(3, 2, "S")},
+                          uptime_s=None)
+    assert not any(f.kernel_thread for f in process_facts("/p", None, ns, None, 100, 4096)
+                   if isinstance(f, Process))
+
+
 def test_process_facts_single_sample_has_no_rates():
     last = ProcessesReading(procs={5: _proc(5, 2, "I"), 6: _proc(6, 1, "x")}, uptime_s=None)
     facts = process_facts("/t/proc", None, last, None, clk_tck=100, page_size=4096)
     procs = {f.pid: f for f in facts if isinstance(f, Process)}
-    assert procs[5].kernel_thread and procs[5].state == "I" and procs[5].cpu_pct is None
+    assert procs[5].state == "I" and procs[5].cpu_pct is None
     assert procs[6].state == "?"  # a state letter this model does not know
     (tasks,) = [f for f in facts if isinstance(f, TaskSummary)]
     assert tasks.uninterruptible_stable is None and tasks.tasks_pct_of_limit is None
@@ -190,7 +204,17 @@ def test_probe_on_fixture_tree(tree_ctx):
     assert tasks.processes == 4 and tasks.vanished_while_reading == 3
 
 
-def test_garbled_stat_fails_naming_the_file(tmp_path):
+def test_garbled_stat_skips_that_pid_with_a_warning(tmp_path):
+    ctx = write_tree(tmp_path, {"proc/42/stat": "42 (x) S 1 2",
+                                "proc/43/stat": VIM_STAT.replace("26231 (vim)", "43 (vim)")})
+    outcome, facts = run_one(ProcessesProbe(), ctx)
+    assert outcome.status == "ok"
+    assert [f.pid for f in facts if f.kind == "process"] == [43]
+    assert outcome.warnings == [f"{tmp_path}/proc/42/stat: 5 fields, expected at least 24 "
+                                "(truncated?); pid 42 skipped"]
+
+
+def test_only_garbled_processes_fail_naming_the_file(tmp_path):
     ctx = write_tree(tmp_path, {"proc/42/stat": "42 (x) S 1 2"})
     outcome, _ = run_one(ProcessesProbe(), ctx)
     assert outcome.status == "failed"
@@ -205,3 +229,23 @@ def test_symlink_out_of_the_tree_is_not_followed(tmp_path):
     (proc,) = [f for f in facts if f.kind == "process"]
     assert proc.fd_count is None
     assert any("leads out of the captured tree" in w for w in outcome.warnings)
+
+
+def test_garbled_detail_files_leave_the_detail_out(tmp_path):
+    ctx = write_tree(tmp_path, {
+        "proc/43/stat": VIM_STAT.replace("26231 (vim)", "43 (vim)"),
+        "proc/43/limits": "Limit Soft Hard Units\nMax open files  many  4096  files\n",
+        "proc/43/cgroup": "0::/ok.slice\n",
+        "proc/sys/kernel/pid_max": "lots\n",
+        "proc/sys/kernel/threads-max": "1000\n",
+    })
+    outcome, facts = run_one(ProcessesProbe(), ctx)
+    assert outcome.status == "ok"
+    (proc,) = [f for f in facts if f.kind == "process"]
+    assert proc.fd_soft_limit is None and proc.comm == "vim"
+    (tasks,) = [f for f in facts if f.kind == "tasks"]
+    assert tasks.pid_max is None and tasks.threads_max == 1000
+    assert outcome.warnings == [
+        f"{tmp_path}/proc/43/limits: Max open files: expected an integer, got 'many'; "
+        "detail left out",
+        f"{tmp_path}/proc/sys/kernel/pid_max: value: expected an integer, got 'lots'"]

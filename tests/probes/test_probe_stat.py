@@ -49,6 +49,7 @@ def test_parse_stat_old_kernel_without_steal():
     ("", "no 'cpu' summary line"),
     ("cpu0 1 2 3 4\n", "no 'cpu' summary line"),
     ("cpu  1 2 3\n", "expected at least 4"),
+    ("cpu  1 2 3 4\n", "no per-CPU 'cpuN' lines"),
     ("cpu  1 2 x 4\n", "cpu system: expected an integer"),
     ("cpu  1 2 3 4\nctxt many\n", "ctxt: expected an integer"),
 ])
