@@ -197,6 +197,10 @@ class SoftnetCpu(Fact):
     flow_limit_count_total: Optional[int] = None
     flow_limit_count_per_s: Optional[float] = None
     backlog_len: Optional[int] = None  # gauge (column 12)
+    #: net.core sysctls the columns are measured against (global, repeated on every CPU)
+    netdev_max_backlog: Optional[int] = None  # packets per CPU input backlog
+    netdev_budget: Optional[int] = None  # packets per net_rx_action run
+    netdev_budget_usecs: Optional[int] = None
 
 
 class NetCounters(Fact):

@@ -20,6 +20,8 @@ PROBE_MODULES = (
     "sysdiag.probes.klog.kmsg",
     "sysdiag.probes.netlink.links",
     "sysdiag.probes.netlink.qdiscs",
+    "sysdiag.probes.procfs.softnet",
+    "sysdiag.probes.procfs.netstat",
     "sysdiag.probes.procfs.mounts",
     "sysdiag.probes.procfs.diskstats",
     "sysdiag.probes.procfs.filenr",
