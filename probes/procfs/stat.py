@@ -135,7 +135,8 @@ def cpu_facts(source: str, first: Optional[StatReading], last: StatReading,
     samples = [r for r in (first, last) if r is not None and r.procs_running is not None]
     fields: dict[str, object] = dict(
         procs_running=last.procs_running, procs_blocked=last.procs_blocked,
-        runqueue_over_cpus_samples=(sum(r.procs_running > cpu_count for r in samples)
+        # procs_running counts the task reading /proc/stat (us) too: leave it out here
+        runqueue_over_cpus_samples=(sum(r.procs_running - 1 > cpu_count for r in samples)
                                     if samples else None),
         ctxt_per_s=_rounded(rate(first and first.ctxt, last.ctxt, elapsed_s)),
         forks_per_s=_rounded(rate(first and first.forks, last.forks, elapsed_s)),

@@ -61,9 +61,9 @@ def test_parse_stat_rejects(text, problem):
 def test_window_shares():
     # cpu0 fully busy in user, cpu1 idle with some iowait
     first = parse_stat(stat_text([(0, 0, 0, 0, 0, 0, 0, 0), (0, 0, 0, 0, 0, 0, 0, 0)],
-                                 running=3, ctxt=1000, forks=10))
+                                 running=4, ctxt=1000, forks=10))
     last = parse_stat(stat_text([(90, 10, 0, 0, 0, 0, 0, 0), (0, 0, 5, 60, 30, 0, 5, 0)],
-                                running=3, ctxt=3000, forks=30))
+                                running=4, ctxt=3000, forks=30))
     summary, *cores = cpu_facts("/proc/stat", first, last, 2.0)
     assert isinstance(summary, CpuSummary) and all(isinstance(c, CpuCore) for c in cores)
     assert summary.cpu_count == 2
@@ -72,10 +72,23 @@ def test_window_shares():
     assert summary.kernel_share_of_busy_pct == pytest.approx(100 * 10 / 110, abs=0.01)  # 10 kernel ticks of 110 busy
     assert summary.saturated_cpus == 1 and summary.idle_cpus == 1
     assert summary.min_idle_pct == 0.0
-    assert summary.runqueue_over_cpus_samples == 2  # 3 runnable > 2 CPUs, both samples
+    assert summary.runqueue_over_cpus_samples == 2  # 4 - the reader > 2 CPUs, both samples
     assert summary.ctxt_per_s == 1000.0 and summary.forks_per_s == 10.0
     assert cores[0].busy_pct == 100.0 and cores[1].busy_pct == 10.0
     assert cores[1].iowait_pct == 30.0
+
+
+@pytest.mark.parametrize("running, expected", [
+    ((4, 4), 2), ((4, 3), 1), ((3, 3), 0),  # 3 running = the reader + 2: fits 2 CPUs
+    ((1, 9), 1),
+])
+def test_runqueue_over_cpus_leaves_out_the_reader(running, expected):
+    idle = (0, 0, 0, 10, 0, 0, 0, 0)
+    first = parse_stat(stat_text([idle, idle], running=running[0]))
+    last = parse_stat(stat_text([idle, idle], running=running[1]))
+    summary = cpu_facts("/proc/stat", first, last, 1.0)[0]
+    assert summary.runqueue_over_cpus_samples == expected
+    assert summary.procs_running == running[1]  # the gauge itself is reported as read
 
 
 def test_steal_and_since_boot():
