@@ -27,6 +27,7 @@ PROBE_MODULES = (
     "sysdiag.probes.procfs.filenr",
     "sysdiag.probes.procfs.locks",
     "sysdiag.probes.procfs.filesystems",
+    "sysdiag.probes.sysfs.cgroups",
 )
 
 
