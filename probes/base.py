@@ -21,6 +21,8 @@ from sysdiag.facts import Fact, Scope
 
 Cost = Literal["cheap", "moderate", "tracing"]
 
+READ_CHUNK = 64 * 1024
+
 
 class Unavailable(Exception):
     """The probe cannot run here. The message says why, in words a user can act on
@@ -66,9 +68,17 @@ class ProbeContext:
     def read_text(self, path: Path, max_bytes: int = 4 << 20) -> str:
         """Read a whole (small) file. Raises FileNotFoundError/PermissionError/ReadError."""
         self.check_inside_root(path)
-        with open(path, "rb") as fh:
-            data = fh.read(max_bytes)
-        return data.decode("utf-8", errors="replace")
+        chunks, size = [], 0
+        with open(path, "rb", buffering=0) as fh:
+            # Read in 64 KiB chunks: /proc/sys handlers allocate a kernel buffer of the
+            # size asked for, and a single multi-MiB read fails there with ENOMEM.
+            while size < max_bytes:
+                chunk = fh.read(min(READ_CHUNK, max_bytes - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        return b"".join(chunks).decode("utf-8", errors="replace")
 
     def read_optional(self, path: Path) -> Optional[str]:
         """Like read_text, but a missing file is `None` (the kernel does not have it)."""

@@ -37,6 +37,7 @@ class _Call:
         self.error: Optional[BaseException] = None
         self.done = threading.Event()
         self.started = time.monotonic()
+        self.ended: Optional[float] = None
         self.thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
         self.thread.start()
 
@@ -46,16 +47,22 @@ class _Call:
         except BaseException as err:  # contained here, reported by the runner
             self.error = err
         finally:
+            self.ended = time.monotonic()
             self.done.set()
 
     def wait(self, until: float) -> bool:
         return self.done.wait(max(0.0, until - time.monotonic()))
+
+    @property
+    def busy_s(self) -> float:
+        return (self.ended if self.ended is not None else time.monotonic()) - self.started
 
 
 @dataclass
 class _State:
     probe: Probe
     start: float = 0.0
+    busy_s: float = 0.0  # time spent in the probe's own calls (not the window)
     first: Any = None
     first_at: Optional[float] = None
     outcome: Optional[ProbeOutcome] = None
@@ -82,7 +89,7 @@ def run_probes(probes: list[Probe], ctx: ProbeContext, window_s: float,
     def finish(st: _State, status: str, reason: Optional[str] = None) -> None:
         st.outcome = ProbeOutcome(
             probe=st.probe.name, status=status, reason=reason,
-            duration_s=round(time.monotonic() - st.start, 4), facts=len(st.facts),
+            duration_s=round(st.busy_s, 4), facts=len(st.facts),
             provides=list(st.probe.provides), warnings=list(st.probe.warnings))
 
     for st in states:
@@ -100,7 +107,9 @@ def run_probes(probes: list[Probe], ctx: ProbeContext, window_s: float,
                 pending[id(st)] = (st, _Call(lambda st=st: st.probe.sample(ctx)))
         for st, call in pending.values():
             until = min(call.started + st.probe.timeout_s, hard_end)
-            if not call.wait(until):
+            finished = call.wait(until)
+            st.busy_s += call.busy_s
+            if not finished:
                 finish(st, "timed_out", f"first sample took longer than "
                        f"{min(st.probe.timeout_s, hard_end - call.started):.1f} s")
                 deadline_hit |= time.monotonic() >= hard_end
@@ -137,7 +146,9 @@ def run_probes(probes: list[Probe], ctx: ProbeContext, window_s: float,
         calls[id(st)] = (st, _Call(last))
     for st, call in calls.values():
         until = min(call.started + st.probe.timeout_s, hard_end)
-        if not call.wait(until):
+        finished = call.wait(until)
+        st.busy_s += call.busy_s
+        if not finished:
             finish(st, "timed_out", f"took longer than "
                    f"{min(st.probe.timeout_s, hard_end - call.started):.1f} s; abandoned")
             deadline_hit |= time.monotonic() >= hard_end
