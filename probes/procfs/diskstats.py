@@ -187,7 +187,7 @@ def block_device_fact(source: str, first: Optional[DiskStat], last: DiskStat,
 class DiskstatsProbe(Probe):
     name = "diskstats"
     provides = ("block_device",)
-    description = "per block device IOPS, throughput, utilisation, queue and await (/proc/diskstats)"
+    description = "per block device IOPS, throughput, %util, queue and await (/proc/diskstats)"
 
     def sample(self, ctx: ProbeContext) -> dict[str, DiskStat]:
         path = ctx.proc("diskstats")
