@@ -117,17 +117,25 @@ class _LocalWorker:
             self.results.put((path, result))
 
 
-def measure_local(paths: list[str], timeout_s: float = 1.0) -> dict[str, Result]:
+def measure_local(paths: list[str], timeout_s: float = 1.0,
+                  budget_s: Optional[float] = None) -> dict[str, Result]:
     """os.statvfs each path in a daemon thread; a path that takes longer than
-    `timeout_s` is NotAnswering and its thread is abandoned."""
+    `timeout_s` is NotAnswering and its thread is abandoned (a fresh one goes on
+    with the rest). Paths not measured within `budget_s` are missing from the result."""
     results: dict[str, Result] = {}
+    end = None if budget_s is None else time.monotonic() + budget_s
     pending = list(paths)
     while pending:
         worker = _LocalWorker(pending)
         for _ in pending:
+            wait = timeout_s if end is None else min(timeout_s, end - time.monotonic())
+            if wait <= 0:
+                return results
             try:
-                path, result = worker.results.get(timeout=timeout_s)
+                path, result = worker.results.get(timeout=wait)
             except queue.Empty:
+                if wait < timeout_s:
+                    return results  # out of budget: slow, but not proven hung
                 stuck = worker.current
                 results[pending[stuck]] = NotAnswering(timeout_s)
                 pending = pending[stuck + 1:]
@@ -283,9 +291,26 @@ class FilesystemsProbe(Probe):
             mounts = mounts[:MAX_MOUNTS]
         remote = [m.mountpoint for m in mounts if m.network_fs or m.fuse]
         local = [m.mountpoint for m in mounts if not (m.network_fs or m.fuse)]
-        results = measure_local(local, self.local_timeout_s)
-        results.update(measure_in_children(remote, self.child_timeout_s, self.budget_s,
-                                           self.child_argv))
+        # children and local threads at the same time: the probe takes the longer
+        # of the two budgets, not their sum
+        remote_results: dict[str, Result] = {}
+        errors: list[BaseException] = []
+
+        def in_children() -> None:
+            try:
+                remote_results.update(measure_in_children(
+                    remote, self.child_timeout_s, self.budget_s, self.child_argv))
+            except BaseException as err:  # re-raised below, in the probe's thread
+                errors.append(err)
+
+        children = threading.Thread(target=in_children, daemon=True,
+                                    name="sysdiag-statvfs-children")
+        children.start()
+        results = measure_local(local, self.local_timeout_s, self.budget_s)
+        children.join(self.budget_s + 2.0)  # it returns by its budget, plus kill time
+        if errors:
+            raise errors[0]
+        results.update(remote_results)
         return mounts, results
 
     def facts(self, ctx: ProbeContext, first: object,

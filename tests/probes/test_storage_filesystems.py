@@ -128,6 +128,26 @@ def test_measure_local_abandons_a_hung_statvfs(monkeypatch, tmp_path):
     assert took < 5
 
 
+def test_measure_local_stops_at_its_budget(monkeypatch, tmp_path):
+    release = threading.Event()
+    real_statvfs = os.statvfs
+    slow = str(tmp_path / "slow")
+
+    def statvfs(path):
+        if path == slow:
+            release.wait(30)
+        return real_statvfs(path)
+
+    monkeypatch.setattr(filesystems.os, "statvfs", statvfs)
+    try:
+        results = measure_local([str(tmp_path), slow, "/"], timeout_s=5.0, budget_s=0.3)
+    finally:
+        release.set()
+    assert isinstance(results[str(tmp_path)], Space)
+    # out of budget before its timeout: not measured, and not called hung either
+    assert slow not in results and "/" not in results
+
+
 # --- measuring in children ---------------------------------------------------------
 
 def test_child_measures_like_statvfs(tmp_path):
@@ -220,6 +240,19 @@ def test_probe_reports_unresponsive_network_and_fuse_mounts(tmp_path):
     local = by_point[f"{tmp_path}/local"]
     assert isinstance(local, Filesystem) and local.size_bytes > 0  # measured in-process
     assert abandoned_children() == []
+
+
+def test_probe_warns_about_mounts_left_unmeasured(tmp_path):
+    (tmp_path / "nfs").mkdir()
+    proc = tmp_path / "proc"
+    (proc / "self").mkdir(parents=True)
+    (proc / "self" / "mountinfo").write_text(
+        f"40 1 0:42 / {tmp_path}/nfs rw - nfs 10.0.0.1:/export rw,hard\n")
+    probe = FilesystemsProbe(child_argv=_child, child_timeout_s=5.0, budget_s=0.3)
+    ctx = ProbeContext(proc_root=proc, live=True)
+    assert probe.facts(ctx, None, probe.sample(ctx), None) == []
+    assert probe.warnings == [f"{tmp_path}/nfs: not measured (time budget used up)"]
+    assert abandoned_children() == []  # killed at the end of the budget
 
 
 def _run(*argv: str) -> None:
