@@ -258,6 +258,8 @@ class NetstatProbe(Probe):
         if not sources and sock_text is None:
             raise FileNotFoundError(2, "none of /proc/net/{snmp,netstat,snmp6,sockstat}",
                                     str(ctx.proc("net")))
+        # tcp_mem and udp_mem are global: only the initial namespace's /proc/sys has them
+        # (inside a container's namespace they are unknown); ipfrag_high_thresh is per netns
         ipv4 = ctx.proc("sys", "net", "ipv4")
         frag_text = read_sysctl(ctx, "net", "ipv4", "ipfrag_high_thresh")
         return NetstatSample(

@@ -126,6 +126,7 @@ class SoftnetProbe(Probe):
     def sample(self, ctx: ProbeContext) -> SoftnetSample:
         path = ctx.proc("net", "softnet_stat")
         lines = parse_softnet_stat(ctx.read_text(path), str(path))
+        # global sysctls: a non-initial network namespace's /proc/sys lacks them (None)
         sysctls = {name: _sysctl(ctx, name)
                    for name in ("netdev_max_backlog", "netdev_budget", "netdev_budget_usecs")}
         return SoftnetSample(lines=lines, sysctls=sysctls)
