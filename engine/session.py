@@ -32,10 +32,12 @@ from .compile import CompiledRule, CompiledRuleBase, number_is_safe
 from .results import RuleError
 from .spec import RuleBase
 
+_INF = float("inf")
 INT_MAX = 2**63 - 1
 INT_MIN = -(2**63)
 MAX_STRING = 16384  # longer strings are cut in the payload (the id hash reads len mod 65536)
 ACTION_LIMIT_S = 10.0  # durable drops the rest of the chain after a 10 s action (§3)
+CAP = 10000  # matches per action call
 INPUT = "<input>"  # RuleError.rule for problems with the facts given to the engine
 
 
@@ -61,7 +63,8 @@ class Session:
     derivations: dict[str, Derivation] = field(default_factory=dict)  # derived id -> how
     matches: list[tuple[CompiledRule, dict[str, str]]] = field(default_factory=list)
     errors: list[RuleError] = field(default_factory=list)
-    activations: int = 0
+    activations: int = 0  # matched fact tuples
+    calls: int = 0  # action calls (one per batch of up to CAP tuples)
     salted: dict[str, str] = field(default_factory=dict)  # salted id -> fact id
     interrupt: Optional[BaseException] = None
     crb_fields: dict = field(default_factory=dict)  # kind -> fields the rules read
@@ -91,14 +94,20 @@ def _make_action(rule: CompiledRule):
         session = _SESSIONS.get(c.s._d.get("sid"))
         if session is None:  # cannot happen: sids live exactly as long as their session
             raise RuntimeError(f"rule {rule.name}: activation for an unknown session")
-        session.activations += 1
+        session.calls += 1
         started = time.monotonic()
-        try:
-            _on_match(session, rule, c)
-        except Exception as err:  # contained: one rule's failure must not end the diagnosis
-            session.error(rule.name, f"{type(err).__name__}: {err}")
-        except BaseException as err:  # KeyboardInterrupt: durable would swallow it
-            session.interrupt = err
+        # With `cap`, c.m is a list of matched tuples; c._m is only set for a single match.
+        # Never c.<alias>: Closure attributes shadow aliases (§1.4).
+        tuples = [c._m] if c._m is not None else [content._d for content in c.m]
+        for matched in tuples:
+            session.activations += 1
+            try:
+                _on_match(session, rule, matched)
+            except Exception as err:  # contained: one rule's failure must not end the diagnosis
+                session.error(rule.name, f"{type(err).__name__}: {err}")
+            except BaseException as err:  # KeyboardInterrupt: durable would swallow it
+                session.interrupt = err
+                break
         elapsed = time.monotonic() - started
         if elapsed >= ACTION_LIMIT_S:
             session.error(rule.name, f"action took {elapsed:.1f} s; durable-rules drops the rest "
@@ -124,6 +133,10 @@ def ruleset(crb: CompiledRuleBase) -> Any:
         definition = crb.definitions()  # fresh dicts: registration pops `run`
         for rule in crb.rules:
             definition[rule.name]["run"] = _make_action(rule)
+            # `cap` hands every pending match of a rule to one action call: far fewer
+            # Python round trips (each also re-serialises the state). Unlike `count`, it
+            # leaves no partial batch pending (§1.5).
+            definition[rule.name]["cap"] = CAP
         definition[ANCHOR_RULE] = {"all": [{"a": {"kind": ANCHOR_KIND}}], "run": _anchor_action}
         _host().register_rulesets({crb.name: definition})
         rs = _RULESETS[crb.name] = _host().get_ruleset(crb.name)
@@ -143,17 +156,16 @@ class _Payload:
         out: dict[str, Any] = {"sid": sid, "id": fid, "kind": fact["kind"]}
         for name in self.fields_by_kind.get(fact["kind"], ()):
             v = fact.get(name)
-            if v is None:
-                continue
-            if isinstance(v, bool):
-                out[name] = v
-            elif isinstance(v, int):
-                out[name] = min(max(v, INT_MIN), INT_MAX)
-            elif isinstance(v, float):
-                out[name] = self._float(v)
-            elif isinstance(v, str):
+            t = v.__class__
+            if t is str:
                 out[name] = v if len(v) <= MAX_STRING else v[:MAX_STRING]
-            # lists and objects: the condition language cannot test them, never sent
+            elif t is int:
+                out[name] = v if INT_MIN <= v <= INT_MAX else (INT_MAX if v > 0 else INT_MIN)
+            elif t is float:
+                out[name] = self._float(v)
+            elif t is bool:
+                out[name] = v
+            # None, lists and objects: not reported / not testable by the condition language
         return out
 
     def _float(self, v: float) -> Any:
@@ -212,18 +224,18 @@ def clean_facts(facts: Iterable[Any], session: Session) -> None:
             session.error(INPUT, f"duplicate fact id {fid!r}: the second one was ignored "
                           "(two facts with the same natural key: a probe bug)")
             continue
-        for name, v in list(data.items()):
-            if isinstance(v, float) and not math.isfinite(v):
-                del data[name]
-                session.error(INPUT, f"fact {fid}: field {name} is {v!r}; treated as not reported")
+        if any(v.__class__ is float and not -_INF < v < _INF for v in data.values()):
+            for name, v in list(data.items()):
+                if isinstance(v, float) and not math.isfinite(v):
+                    del data[name]  # never sent: durable misparses or crashes on NaN/inf (§5.2)
+                    session.error(INPUT, f"fact {fid}: field {name} is {v!r}; treated as not reported")
         data["id"] = fid
         session.facts[fid] = data
 
 
 # ---------------------------------------------------------------- actions
 
-def _on_match(session: Session, rule: CompiledRule, c: Any) -> None:
-    matched = c._m  # never c.<alias>: Closure attributes shadow aliases (§1.4)
+def _on_match(session: Session, rule: CompiledRule, matched: dict) -> None:
     binds: dict[str, dict] = {}
     ids: dict[str, str] = {}
     for p in rule.patterns:
@@ -342,10 +354,10 @@ def run_session(rb: RuleBase, crb: CompiledRuleBase, facts: Iterable[Any]) -> Se
         _drive(rs, session, offset)
         if code == 2:
             _recover_collisions(rs, session, batch)
-        before = session.activations
+        before = session.calls
         _drive(rs, session, offset)
-        if session.activations != before:
-            session.error("<engine>", f"not quiescent: {session.activations - before} actions ran "
+        if session.calls != before:
+            session.error("<engine>", f"not quiescent: {session.calls - before} actions ran "
                           "after the engine reported none pending")
         state = rs.get_state(session.sid)
         if state.get("exception"):  # backstop: our wrapper should have caught everything
