@@ -44,14 +44,18 @@ def normalize_cgroup_path(value: str, layout: Layout) -> str:
     """--cgroup as given ("/system.slice/x.service", "/sys/fs/cgroup/system.slice/x.service",
     v1 "/sys/fs/cgroup/memory/x") -> the path inside a hierarchy ("/system.slice/x.service")."""
     path = value.strip()
-    had_mount_prefix = False
-    for prefix in ("/sys/fs/cgroup",):
-        if path == prefix or path.startswith(prefix + "/"):
-            path, had_mount_prefix = path[len(prefix):], True
-    parts = [p for p in path.split("/") if p]
+    mount = "/sys/fs/cgroup"
+    had_mount_prefix = path == mount or path.startswith(mount + "/")
+    if had_mount_prefix:
+        path = path[len(mount):]
+    parts = [p for p in path.split("/") if p and p != "."]
+    if ".." in parts:
+        raise ValueError(f"cgroup path {value!r}: '..' is not allowed (give the path "
+                         "inside the hierarchy, e.g. /system.slice/nginx.service)")
     if had_mount_prefix and layout.version == 1 and parts:
-        first = parts[0].split(",")
-        if parts[0] == "unified" or any(c in layout.roots for c in first):
+        # v1: the first component names a hierarchy (memory, "cpu,cpuacct", systemd...)
+        if any(c in layout.roots for c in parts[0].split(",")) or \
+                (layout.base / parts[0] / "cgroup.procs").is_file():
             parts = parts[1:]
     return "/" + "/".join(parts)
 
@@ -291,7 +295,10 @@ class CgroupsProbe(Probe):
                 if key in by_controller:
                     paths.add(by_controller[key])
         if ctx.scope.cgroup:
-            paths.add(normalize_cgroup_path(ctx.scope.cgroup, layout))
+            try:
+                paths.add(normalize_cgroup_path(ctx.scope.cgroup, layout))
+            except ValueError as err:
+                self._warn_once(str(err))
         return paths
 
     def sample(self, ctx: ProbeContext) -> CgroupSample:

@@ -228,12 +228,24 @@ def test_scope_pid_that_is_gone_and_cgroup_that_does_not_exist(tmp_path):
     ("/sys/fs/cgroup/system.slice/x.service", 2, "/system.slice/x.service"),
     ("/sys/fs/cgroup/memory/docker/abc", 1, "/docker/abc"),
     ("/sys/fs/cgroup/cpu,cpuacct/docker/abc", 1, "/docker/abc"),
+    ("/sys/fs/cgroup/unified/docker/abc", 1, "/docker/abc"),  # any hierarchy's directory
     ("/memory/docker", 1, "/memory/docker"),  # without the mount prefix: a plain path
     ("/sys/fs/cgroup", 2, "/"),
 ])
 def test_normalize_cgroup_path(tmp_path, given, version, expected):
     ctx = v2_tree(tmp_path) if version == 2 else v1_tree(tmp_path)
     assert normalize_cgroup_path(given, detect_layout(ctx)) == expected
+
+
+def test_scope_cgroup_may_not_leave_the_hierarchy(tmp_path):
+    ctx = v2_tree(tmp_path)
+    with pytest.raises(ValueError, match="'..' is not allowed"):
+        normalize_cgroup_path("/system.slice/../../../etc", detect_layout(ctx))
+    ctx = ProbeContext(proc_root=ctx.proc_root, sys_root=ctx.sys_root, live=False,
+                       scope=Scope(cgroup="/../.."))
+    probe = CgroupsProbe()
+    facts = _facts(probe, ctx)
+    assert "/" not in facts and any("'..' is not allowed" in w for w in probe.warnings)
 
 
 def test_no_cgroup_tree_is_unavailable(tmp_path):
