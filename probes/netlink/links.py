@@ -18,7 +18,7 @@ from sysdiag.facts import Fact, NetLink
 from ..base import Probe, ProbeContext, pct, rate
 from ..parse import ParseError, to_int
 from ..registry import register_probe
-from .rtnl import attr_payload, dump, rtnl, unpack_u64s
+from .rtnl import dump, raw_attr, rtnl, unpack_u64s
 
 #: the counters a NetLink fact reports, each as <name>_total and <name>_per_s
 LINK_COUNTERS = (
@@ -110,14 +110,13 @@ def reading_from_ifinfmsg(msg: Any, source: str = "netlink RTM_GETLINK") -> Link
     if not ifname:
         raise ParseError(source, f"link with index {msg.get('index')} has no IFLA_IFNAME")
     counters: dict[str, int] = {}
-    stats = msg.get_attr("IFLA_STATS64")
-    if stats is not None:
-        payload = attr_payload(stats)
-        if payload is not None:
-            raw = unpack_u64s(payload, STATS64_FIELDS)
-        else:  # a message built in memory: only pyroute2's decoded fields
-            raw = {k: v for k, v in stats.items() if k in STATS64_FIELDS}
-        counters.update({k: v for k, v in raw.items() if k in LINK_COUNTERS})
+    payload = raw_attr(msg, "IFLA_STATS64")
+    if payload is not None:
+        raw = unpack_u64s(payload, STATS64_FIELDS)
+    else:  # a message built in memory: only pyroute2's decoded fields
+        raw = {k: v for k, v in (msg.get_attr("IFLA_STATS64") or {}).items()
+               if k in STATS64_FIELDS}
+    counters.update({k: v for k, v in raw.items() if k in LINK_COUNTERS})
     carrier_changes = msg.get_attr("IFLA_CARRIER_CHANGES")
     if carrier_changes is not None:
         counters["carrier_changes"] = carrier_changes

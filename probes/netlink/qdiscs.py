@@ -16,8 +16,7 @@ from sysdiag.facts import Fact, Qdisc, TcClass
 from ..base import Probe, ProbeContext, pct, rate
 from ..parse import ParseError
 from ..registry import register_probe
-from .rtnl import (TC_H_ROOT, attr_payload, dump, format_handle, format_parent,
-                   require_live, rtnl)
+from .rtnl import TC_H_ROOT, dump, format_handle, format_parent, raw_attr, require_live, rtnl
 
 #: counters that are u32 in the kernel structs (they wrap); sent_bytes is u64
 U32_COUNTERS = frozenset({"sent_packets", "dropped", "overlimits", "requeues",
@@ -72,14 +71,6 @@ def parse_psched(text: Optional[str]) -> float:
     return t2us / us2t * (clock_res / 1_000_000)
 
 
-def _raw_attr(parent: Any, attr_type: int) -> Optional[bytes]:
-    """The payload of an attribute pyroute2 left undecoded ("UNKNOWN"), by type number."""
-    for name, nla in parent.get("attrs", ()):
-        if name == "UNKNOWN" and (nla.get("header") or {}).get("type", -1) & 0x3FFF == attr_type:
-            return attr_payload(nla)
-    return None
-
-
 def _u64(payload: Optional[bytes]) -> Optional[int]:
     if payload is None or len(payload) < 8:
         return None
@@ -96,7 +87,7 @@ def _stats(msg: Any) -> tuple[dict[str, int], dict[str, int], Any]:
         if basic is not None:
             counters["sent_bytes"] = basic["bytes"]
             counters["sent_packets"] = basic["packets"]
-        pkt64 = _u64(_raw_attr(stats2, TCA_STATS_PKT64))
+        pkt64 = _u64(raw_attr(stats2, attr_type=TCA_STATS_PKT64))
         if pkt64 is not None:
             counters["sent_packets"] = pkt64
         queue = stats2.get_attr("TCA_STATS_QUEUE")
@@ -113,17 +104,18 @@ def _stats(msg: Any) -> tuple[dict[str, int], dict[str, int], Any]:
     return counters, gauges, None
 
 
-def _qdisc_params(kind: str, options: Any, ticks_per_us: float) -> tuple[dict[str, int],
-                                                                          dict[str, int]]:
+def _qdisc_params(kind: str, msg: Any, ticks_per_us: float) -> tuple[dict[str, int],
+                                                                      dict[str, int]]:
     """(parameters, counters) from a qdisc's TCA_OPTIONS."""
     params: dict[str, int] = {}
     counters: dict[str, int] = {}
+    options = msg.get_attr("TCA_OPTIONS")
     if options is None:
         return params, counters
     if kind == "tbf":
         parms = options.get_attr("TCA_TBF_PARMS")
         if parms is not None:
-            rate_bytes = _u64(_raw_attr(options, TCA_TBF_RATE64)) or parms["rate"]
+            rate_bytes = _u64(raw_attr(options, attr_type=TCA_TBF_RATE64)) or parms["rate"]
             params["rate_bps"] = rate_bytes * 8
             params["limit_bytes"] = parms["limit"]
             # `buffer` is the bucket as transmit time at `rate`, in scheduler ticks
@@ -141,7 +133,7 @@ def _qdisc_params(kind: str, options: Any, ticks_per_us: float) -> tuple[dict[st
             if value is not None:
                 params[name] = value
     elif kind in ("pfifo", "bfifo", "pfifo_head_drop"):
-        payload = attr_payload(options)  # struct tc_fifo_qopt { __u32 limit; }
+        payload = raw_attr(msg, "TCA_OPTIONS")  # struct tc_fifo_qopt { __u32 limit; }
         if payload is not None and len(payload) >= 4:
             limit = struct.unpack_from("=I", payload)[0]
             params["limit_bytes" if kind == "bfifo" else "limit_packets"] = limit
@@ -172,7 +164,7 @@ def reading_from_tcmsg(msg: Any, ticks_per_us: float = DEFAULT_TICKS_PER_US,
             values.update(tokens_us=round(app["tokens"] / ticks_per_us),
                           ctokens_us=round(app["ctokens"] / ticks_per_us))
     elif not is_class:
-        params, extra = _qdisc_params(kind, options, ticks_per_us)
+        params, extra = _qdisc_params(kind, msg, ticks_per_us)
         values.update(params)
         counters.update(extra)
     return TcReading(ifindex=msg.get("index"), handle=msg.get("handle") or 0,

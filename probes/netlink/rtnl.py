@@ -77,6 +77,29 @@ def attr_payload(nla: Any) -> Optional[bytes]:
     return bytes(data[offset + 4: offset + length])
 
 
+def attr_objects(parent: Any) -> Iterator[tuple[str, Any]]:
+    """(name, attribute object) pairs. pyroute2's get_attr returns an attribute's *value*,
+    which for raw ("hex") and unknown attributes is a string, not the bytes; the
+    attribute object keeps data/offset/length for attr_payload."""
+    for slot in parent.get("attrs", ()):
+        obj = getattr(slot, "nla", None)  # nla_slot in decoded messages; tuples in built ones
+        yield (slot.name, obj) if obj is not None else (slot[0], slot[1])
+
+
+def raw_attr(parent: Any, name: Optional[str] = None,
+             attr_type: Optional[int] = None) -> Optional[bytes]:
+    """The payload of the first attribute with that name, or (for attributes pyroute2
+    does not know, named "UNKNOWN") that type number."""
+    for attr_name, obj in attr_objects(parent):
+        if name is not None and attr_name == name:
+            return attr_payload(obj)
+        if attr_type is not None and attr_name == "UNKNOWN":
+            header = (obj.get("header") or {}) if hasattr(obj, "get") else {}
+            if header.get("type", -1) & 0x3FFF == attr_type:  # without NLA_F_* flags
+                return attr_payload(obj)
+    return None
+
+
 def unpack_u64s(payload: bytes, names: tuple[str, ...]) -> dict[str, int]:
     """Native-endian u64 fields in order; fields the payload is too short for are left out."""
     count = min(len(payload) // 8, len(names))
