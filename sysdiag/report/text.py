@@ -174,8 +174,7 @@ def _where(file: Optional[str], line: Optional[int], column: Optional[int]) -> s
 def _ruled_out(report: Report) -> list[Text]:
     if not report.ruled_out:
         return []
-    # hypotheses that were actually checked first, then those that lacked data
-    ordered = sorted(report.ruled_out, key=lambda r: (r.missing_fact is not None, -r.score))
+    ordered = report.ruled_out  # the pipeline puts those that rules checked first
     out = [_section(f"Ruled out ({len(ordered)})", "bold")]
     for r in ordered[:RULED_OUT_SHOWN]:
         out.append(_line("  ", (clean(r.id), "bold"), "  ", clean(r.reason)))
@@ -198,10 +197,12 @@ def _coverage_problems(report: Report) -> list[Text]:
             continue
         out.append(_line("  ", (clean(c.probe), "bold"), "  ",
                          (c.status, _STATUS_STYLE.get(c.status, "")), "  ", clean(c.reason or "")))
-    if planned:
-        reasons = sorted({clean(c.reason or "skipped") for c in planned})
-        out.append(_line("  ", (", ".join(clean(c.probe) for c in planned), "bold"), "  ",
-                         ("skipped", "dim"), "  ", "; ".join(reasons)))
+    by_reason: dict[str, list[str]] = {}
+    for c in planned:  # one line per reason: "conntrack, neigh  skipped  not implemented"
+        by_reason.setdefault(clean(c.reason or ""), []).append(clean(c.probe))
+    for reason, probes in by_reason.items():
+        out.append(_line("  ", (", ".join(probes), "bold"), "  ", ("skipped", "dim"), "  ",
+                         reason))
     for c in warned:
         first = clean(c.warnings[0])
         more = f" (+{len(c.warnings) - 1} more)" if len(c.warnings) > 1 else ""

@@ -66,3 +66,49 @@ def make_report(**kw: Any) -> Report:
         timings={"total_s": 5.2})
     data.update(kw)
     return Report(**data)
+
+
+def busy_host_facts(comm: str = "stress") -> list:
+    """Facts of a 2-CPU host saturated by one spinning process: cpu-saturation and
+    cpu-runaway-userspace territory (KNOWLEDGE.md §5.A), memory healthy."""
+    from sysdiag.facts import (CpuSummary, LoadAvg, Memory, Pressure, Process, TaskSummary,
+                               VmStat)
+
+    return [
+        HostInfo(hostname="busy-1", source="/proc/sys/kernel/hostname", kernel_release="6.1.0",
+                 cpu_count=2, virtualization="vm", virtualization_detail="kvm", uptime_s=86400),
+        CpuSummary(cpu_count=2, busy_pct=99.0, user_pct=95.0, system_pct=3.0, idle_pct=1.0,
+                   iowait_pct=0.0, irq_pct=0.0, softirq_pct=1.0, steal_pct=0.0,
+                   kernel_share_of_busy_pct=4.0, saturated_cpus=2, idle_cpus=0,
+                   min_idle_pct=0.5, procs_running=6, procs_blocked=0,
+                   runqueue_over_cpus_samples=2, ctxt_per_s=900.0, forks_per_s=1.0,
+                   source="/proc/stat"),
+        Pressure(resource="cpu", some_avg10=60.0, some_avg60=55.0, some_avg300=30.0,
+                 some_window_pct=62.0, source="/proc/pressure/cpu"),
+        Pressure(resource="memory", some_avg10=0.0, full_avg10=0.0, some_window_pct=0.0,
+                 full_window_pct=0.0, source="/proc/pressure/memory"),
+        LoadAvg(load1=6.0, load5=5.0, load15=3.0, runnable=6, tasks_total=120,
+                load1_per_cpu=3.0, source="/proc/loadavg"),
+        Memory(mem_total_bytes=8 << 30, mem_free_bytes=4 << 30, mem_available_bytes=6 << 30,
+               available_pct=75.0, swap_total_bytes=0, swap_free_bytes=0, source="/proc/meminfo"),
+        VmStat(pgmajfault_per_s=0.0, pswpin_per_s=0.0, pswpout_per_s=0.0,
+               pgscan_direct_per_s=0.0, allocstall_per_s=0.0, compact_stall_per_s=0.0,
+               thp_fault_fallback_per_s=0.0, oom_kill_delta=0, source="/proc/vmstat"),
+        Process(pid=4242, ppid=1, comm=comm, state="R", state_first="R", state_stable=True,
+                threads=2, cpu_pct=190.0, user_cpu_pct=186.0, system_cpu_pct=4.0,
+                cpu_time_delta_s=9.5, run_delay_pct=35.0, rss_bytes=50 << 20, uid=1000,
+                age_s=600.0, source="/proc/4242"),
+        TaskSummary(processes=60, threads=150, running=6, uninterruptible=0, zombies=0,
+                    stopped=0, uninterruptible_stable=0, source="/proc"),
+    ]
+
+
+def busy_snapshot(comm: str = "stress", coverage: list | None = None):
+    from sysdiag.facts import Snapshot
+
+    facts = busy_host_facts(comm)
+    cov = coverage if coverage is not None else [
+        ProbeOutcome(probe=p, status="ok", duration_s=0.01)
+        for p in ("host", "cpu", "psi", "loadavg", "memory", "vmstat", "processes", "klog")]
+    return Snapshot(sysdiag_version="0.1.0", created_at="2026-01-01T00:00:00Z", host=facts[0],
+                    window_s=5.0, live=True, facts=facts, coverage=cov)

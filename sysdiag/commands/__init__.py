@@ -1,0 +1,1 @@
+"""One module per `sysdiag` command; cli.py only wires them together."""
