@@ -323,6 +323,8 @@ def _load_file(f: _File, derived: dict[str, DerivedKindSpec], hypotheses: dict[s
     raw_hyp = f.data.get("hypothesis")
     if raw_hyp is not None:
         hyp = _load_hypothesis(f, raw_hyp, derived, hypotheses, ctx)
+        if hyp is None:
+            return  # already reported; its rules would only repeat the problem
     raw_rules = f.data.get("rules")
     if raw_rules is None:
         if hyp is not None:
@@ -670,7 +672,10 @@ def _check_cond(f: _File, at, cond: Any, kind: str, fields: dict[str, FieldInfo]
                 continue
             what = E.render(left, kind) if not isinstance(left, E.Ref) else E.render(left)
             if isinstance(right, E.Lit):
+                before = len(ctx.problems)
                 literal_ok(li, right, what)
+                if len(ctx.problems) != before:
+                    continue
             elif li.type != ri.type or li.type == "other":
                 ctx.err(f.name, at(node.pos),
                         f"wrong type: {E.render(left)} is a {li.type} and {E.render(right)} is a {ri.type}")
