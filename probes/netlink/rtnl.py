@@ -6,6 +6,7 @@ only entered, never created (pyroute2 creates a missing netns by default).
 """
 from __future__ import annotations
 
+import os
 import struct
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional
@@ -13,6 +14,9 @@ from typing import Any, Callable, Iterator, Optional
 from ..base import ProbeContext, Unavailable
 
 NEEDS_LIVE = "netlink needs a live kernel; a captured tree has only /proc and /sys"
+
+#: where `ip netns add NAME` binds a namespace
+NETNS_RUN_DIR = "/run/netns"
 
 TC_H_ROOT = 0xFFFFFFFF
 TC_H_INGRESS = 0xFFFFFFF1  # also the parent of clsact
@@ -32,6 +36,12 @@ def rtnl(netns: Optional[str] = None) -> Iterator[Any]:
     """An IPRoute socket in the current namespace, or in the named one (/run/netns/NAME)."""
     from pyroute2 import IPRoute  # imported here: captured-tree runs never need it
 
+    if netns is not None:
+        path = netns if os.path.isabs(netns) else os.path.join(NETNS_RUN_DIR, netns)
+        # checked first: pyroute2 leaks its helper's sockets when entering a netns fails
+        if not os.path.exists(path):
+            raise Unavailable(f"network namespace {netns!r} does not exist "
+                              "(list them with `ip netns list`)")
     try:
         if netns is None:
             ipr = IPRoute(groups=0)

@@ -393,3 +393,13 @@ def test_master_and_peer_names_resolve_within_the_namespace():
     assert facts["va"].link_ifindex == 2 and facts["va"].link_ifname is None
     assert all(isinstance(f, NetLink) and f.fact_id == f"net_link:{f.ifname}"
                for f in facts.values())
+
+
+@pytest.mark.live
+def test_a_missing_namespace_is_unavailable_and_not_created():
+    from sysdiag.probes.base import Unavailable
+
+    name = f"sysdiag-test-absent-{os.getpid()}"
+    with pytest.raises(Unavailable, match=f"network namespace '{name}' does not exist"):
+        NetLinksProbe(netns=name).sample(ProbeContext())
+    assert not Path("/run/netns", name).exists()  # pyroute2 would create it by default
