@@ -35,6 +35,9 @@ PSEUDO_FS = frozenset({
     "sockfs", "pipefs", "anon_inodefs", "ramfs",
 })
 
+#: each fact costs the rule engine ~8 KB (ENGINE-NOTES §6)
+MAX_MOUNT_FACTS = 2000
+
 _OCTAL = re.compile(r"\\([0-7]{3})")
 
 
@@ -181,4 +184,10 @@ class MountsProbe(Probe):
     def facts(self, ctx: ProbeContext, first: object, last: tuple[str, list[MountEntry]],
               elapsed_s: Optional[float]) -> list[Fact]:
         source, entries = last
+        if len(entries) > MAX_MOUNT_FACTS:
+            # container hosts can have tens of thousands (overlays, nsfs, shm...);
+            # mounts with storage behind them go first
+            self.warn(f"{len(entries)} mounts: reporting {MAX_MOUNT_FACTS}, pseudo "
+                      "filesystems last")
+            entries = sorted(entries, key=lambda e: e.pseudo)[:MAX_MOUNT_FACTS]
         return [mount_fact(source, entry) for entry in entries]

@@ -109,6 +109,17 @@ def test_mount_fact_fields():
     assert fact.source == "/proc/self/mountinfo"
 
 
+def test_mount_facts_are_bounded_pseudo_last(monkeypatch):
+    from sysdiag.probes.procfs import mounts
+
+    monkeypatch.setattr(mounts, "MAX_MOUNT_FACTS", 3)
+    probe = MountsProbe()
+    ctx = ProbeContext(proc_root=Path("/nonexistent"), live=False)
+    facts = probe.facts(ctx, None, ("src", parse_mountinfo(MOUNTINFO)), None)
+    assert [f.mountpoint for f in facts] == ["/mnt2", "/", "/mnt/nfs/test"]
+    assert probe.warnings == ["9 mounts: reporting 3, pseudo filesystems last"]
+
+
 def _fixture_ctx() -> ProbeContext:
     if not FIXTURES.is_dir():
         pytest.skip(f"fixture tree {FIXTURES} not present")
