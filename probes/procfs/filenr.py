@@ -7,7 +7,6 @@ When allocated reaches max, open() fails with ENFILE for everyone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 from sysdiag.facts import Fact, FileTable
@@ -45,16 +44,6 @@ def parse_sysctl_int(text: Optional[str], source: str) -> Optional[int]:
     return to_int(line, source, "value")
 
 
-def read_sysctl(ctx: ProbeContext, path: Path) -> Optional[str]:
-    """A /proc/sys file, or None when it does not exist. Read with a small buffer:
-    the kernel allocates the caller's whole read size for sysctl files and fails
-    a 4 MiB read with ENOMEM (proc_sys_call_handler, seen on 6.18)."""
-    try:
-        return ctx.read_text(path, max_bytes=4096)
-    except FileNotFoundError:
-        return None
-
-
 @register_probe
 class FileNrProbe(Probe):
     name = "file-nr"
@@ -64,7 +53,7 @@ class FileNrProbe(Probe):
 
     def sample(self, ctx: ProbeContext) -> dict[str, Optional[int]]:
         path = ctx.proc("sys", "fs", "file-nr")
-        text = read_sysctl(ctx, path)
+        text = ctx.read_optional(path)
         if text is None:
             raise Unavailable(f"{path} does not exist (no /proc/sys/fs in this tree)")
         file_nr = parse_file_nr(text, str(path))
@@ -73,7 +62,7 @@ class FileNrProbe(Probe):
                              ("inotify_max_user_instances", ("inotify", "max_user_instances")),
                              ("inotify_max_user_watches", ("inotify", "max_user_watches"))):
             other = ctx.proc("sys", "fs", *parts)
-            values[field] = parse_sysctl_int(read_sysctl(ctx, other), str(other))
+            values[field] = parse_sysctl_int(ctx.read_optional(other), str(other))
         return values
 
     def facts(self, ctx: ProbeContext, first: object, last: dict[str, Optional[int]],
