@@ -19,7 +19,14 @@ def load_rulebase(extra_dirs: Iterable[Path] = (), include_builtin: bool = True)
     directory, validated as one rule base. Raises RuleLoadError listing every problem."""
     packs = [("builtin", builtin_rules_dir())] if include_builtin else []
     packs += [(Path(d).name or str(d), Path(d)) for d in extra_dirs]
-    return load_packs(packs)
+    return _with_compiled(load_packs(packs))
+
+
+def _with_compiled(rb: RuleBase) -> RuleBase:
+    """Compile now (a few ms), so compiler warnings are part of rb.warnings."""
+    compiled(rb)
+    rb.warnings.extend(rb._compiled.warnings)
+    return rb
 
 
 def load_rulebase_tolerant(extra_dirs: Iterable[Path] = ()) -> tuple[RuleBase, list[RuleLoadError]]:
@@ -38,7 +45,7 @@ def load_rulebase_tolerant(extra_dirs: Iterable[Path] = ()) -> tuple[RuleBase, l
             errors.append(err)
             continue
         accepted.append(pack)
-    return rb, errors
+    return _with_compiled(rb), errors
 
 
 def compiled(rb: RuleBase) -> CompiledRuleBase:

@@ -1,0 +1,113 @@
+"""The durable JSON the compiler emits (ENGINE-NOTES §10.2) and what it keeps for Python."""
+from __future__ import annotations
+
+import json
+
+from sysdiag.engine import expr as E
+from sysdiag.engine.compile import compile_pattern, compile_rulebase
+
+RULES = """\
+hypothesis:
+  id: zz-compile
+  title: t
+  severity: low
+rules:
+  - id: zz-compile.single
+    weight: 1
+    when:
+      p: process where state in ["R", "D"] and cpu_pct >= 0.5 * run_delay_pct and wchan missing
+  - id: zz-compile.join
+    weight: 1
+    when:
+      p: process where state == "D"
+      q: process where pid == p.ppid and cpu_pct > p.cpu_pct and comm != p.comm
+"""
+
+
+def test_pattern_shape_kind_first_then_one_and():
+    cp = compile_pattern("p", "psi", E.parse_condition('resource == "cpu" and some_avg10 >= 20'))
+    assert cp.durable == {"$and": [{"kind": "psi"}, {"resource": "cpu"},
+                                   {"$gte": {"some_avg10": 20}}]}
+    assert cp.residual == [] and not cp.joined
+
+
+def test_kind_only_pattern():
+    assert compile_pattern("p", "cpu", None).durable == {"kind": "cpu"}
+
+
+def test_neq_in_and_arithmetic():
+    cp = compile_pattern("p", "x", E.parse_condition('a != 1 and b in ["R", "D"] and c >= 0.9 * d'))
+    assert cp.durable["$and"][1:] == [
+        {"$neq": {"a": 1}},
+        {"$or": [{"b": "R"}, {"b": "D"}]},
+        {"$gte": {"c": {"$mul": {"$l": 0.9, "$r": {"$m": "d"}}}}},
+    ]
+
+
+def test_not_is_pushed_down_never_emitted():
+    cp = compile_pattern("p", "x", E.parse_condition('not (a > 1 or b exists)'))
+    assert cp.durable["$and"][1] == {"$and": [{"$lte": {"a": 1}}, {"$nex": {"b": 1}}]}
+    assert "$not" not in json.dumps(cp.durable)
+
+
+def test_negated_regex_stays_in_python():
+    cond = E.parse_condition('a > 1 and not n matches "eth.*"')
+    cp = compile_pattern("p", "x", cond)
+    assert cp.durable == {"$and": [{"kind": "x"}, {"$gt": {"a": 1}}]}
+    assert [E.render(c) for c in cp.residual] == ['not n matches "eth.*"']
+
+
+def test_exponent_literal_without_dot_stays_in_python():
+    # durable's JSON parser crashes on 1e-05 (measured); json.dumps writes it that way
+    cp = compile_pattern("p", "x", E.parse_condition("a < 0.00001"))
+    assert cp.durable == {"kind": "x"} and len(cp.residual) == 1
+
+
+def test_equality_join_in_durable_relational_and_neq_joins_in_python():
+    cond = E.parse_condition("pid == p.ppid and cpu_pct > p.cpu_pct and comm != p.comm")
+    cp = compile_pattern("q", "process", cond)
+    assert cp.durable == {"$and": [{"kind": "process"}, {"pid": {"p": "ppid"}}]}
+    assert [E.render(c) for c in cp.residual] == ["cpu_pct > p.cpu_pct", "comm != p.comm"]
+    assert cp.joined
+
+
+def test_reference_under_or_goes_to_python():
+    cp = compile_pattern("q", "x", E.parse_condition("a == 1 and (b == p.b or c > 2)"))
+    assert cp.durable == {"$and": [{"kind": "x"}, {"a": 1}]}
+    assert len(cp.residual) == 1
+
+
+def test_rulebase_definitions(pack):
+    rb = pack({"r.yaml": RULES})
+    crb = compile_rulebase(rb)
+    defs = crb.definitions()
+    assert set(defs) == {"zz-compile.single", "zz-compile.join"}
+    assert defs["zz-compile.join"] == {"all": [
+        {"p": {"$and": [{"kind": "process"}, {"state": "D"}]}},
+        {"q": {"$and": [{"kind": "process"}, {"pid": {"p": "ppid"}}]}},
+    ]}
+    text = json.dumps(defs)
+    for forbidden in ('"any"', '"$not"', '"$ne"', '"$in"', '"count"'):
+        assert forbidden not in text
+    # every definition is a fresh dict (durable's registration pops `run`)
+    assert crb.definitions() == defs and crb.definitions() is not defs
+    assert crb.consumed_kinds == {"process"}
+
+
+def test_ruleset_name_depends_on_content(pack):
+    a = compile_rulebase(pack({"r.yaml": RULES}))
+    b = compile_rulebase(pack({"r.yaml": RULES.replace('"D"', '"R"')}))
+    assert a.name != b.name and a.name.startswith("sysdiag_")
+
+
+def test_keyless_join_warns(pack):
+    text = RULES + """\
+  - id: zz-compile.cross
+    weight: 1
+    when:
+      p: process
+      q: cpu where procs_running > p.threads
+"""
+    crb = compile_rulebase(pack({"r.yaml": text}))
+    [w] = crb.warnings
+    assert "no equality join" in w.message and w.line == 19
