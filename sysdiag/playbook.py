@@ -36,8 +36,6 @@ PLANNED_PROBES: dict[str, str] = {
     "mdstat": "software RAID state (/proc/mdstat)",
     "sysctl": "kernel tunables the rules compare against (/proc/sys)",
     "numa": "per-NUMA-node memory (/sys/devices/system/node)",
-    # being written now; a registered probe always wins over its planned entry
-    "cgroups": "CPU, memory and I/O limits and throttling of the cgroups (/sys/fs/cgroup)",
 }
 
 #: placeholders a follow-up command may use; filled from --pid/--iface/... or the evidence

@@ -6,7 +6,14 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from sysdiag.report.escape import clean
+
 from .common import UserError, write_stdout
+
+
+def _write(text: str) -> None:
+    """Rule packs come from anywhere (--rules-dir): print them with controls made visible."""
+    write_stdout(clean(text, multiline=True))
 
 rules_app = typer.Typer(help="List and show the rules (hypotheses and the rules that weigh them).",
                         no_args_is_help=True, add_completion=False)
@@ -28,13 +35,13 @@ def list_command(rules_dir: RulesDirOpt = None) -> None:
     rulebase = _rulebase(rules_dir)
     hyps = sorted(rulebase.hypotheses.values(), key=lambda h: h.id)
     if not hyps:
-        write_stdout("no hypotheses loaded\n")
+        _write("no hypotheses loaded\n")
         return
     width = max(len(h.id) for h in hyps)
     lines = [f"{h.id:<{width}}  {h.domain or '-':<9} {h.severity:<8} "
              f"{len(rulebase.rules_for(h.id)):>2} rules  {','.join(h.symptoms) or '-'}"
              + ("" if h.pack == "builtin" else f"  [{h.pack}]") for h in hyps]
-    write_stdout("\n".join(lines) + f"\n{len(hyps)} hypotheses, {len(rulebase.rules)} rules\n")
+    _write("\n".join(lines) + f"\n{len(hyps)} hypotheses, {len(rulebase.rules)} rules\n")
 
 
 @rules_app.command("show")
@@ -72,4 +79,4 @@ def show_command(hypothesis: Annotated[str, typer.Argument(metavar="ID")],
         out += [f"         when {p.alias}: {p.text}" for p in rule.patterns]
         if rule.because:
             out.append(f"         because {rule.because}")
-    write_stdout("\n".join(out) + "\n")
+    _write("\n".join(out) + "\n")

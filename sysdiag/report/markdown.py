@@ -11,6 +11,7 @@ from .escape import md, md_block, md_code
 from .group import EvidenceLine, group_evidence
 from .models import Report
 
+FOLLOW_UP_LINES = 40
 _URL = re.compile(r"^https?://[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]+$")
 
 
@@ -44,7 +45,12 @@ def _hypothesis(rank: int, hyp: Hypothesis, report: Report) -> list[str]:
         out += [f"**Ran** {md_code(' '.join(fu.argv))} ({md(status)}, {fu.duration_s:.2f} s)"
                 + (" — output truncated" if fu.truncated else ""), ""]
         if fu.output:
-            out += [md_block(fu.output), ""]
+            lines = fu.output.splitlines()
+            shown = "\n".join(lines[:FOLLOW_UP_LINES])
+            hidden = len(lines) - FOLLOW_UP_LINES
+            out += [md_block(shown), ""]
+            if hidden > 0:
+                out += [f"*{hidden} more lines in the JSON report*", ""]
     if hyp.remediation:
         risk = f" Risk: {md(hyp.risk)}" if hyp.risk else ""
         out += [f"**Fix:** {md(hyp.remediation)}{risk}", ""]

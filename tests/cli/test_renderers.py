@@ -128,3 +128,13 @@ def test_markdown_has_the_ticket_sections():
 def test_unknown_format_is_refused():
     with pytest.raises(ValueError, match="unknown format"):
         render(make_report(), "yaml")
+
+
+def test_markdown_keeps_long_follow_up_output_short():
+    output = "\n".join(f"line {i}" for i in range(100))
+    report = make_report(follow_ups=[FollowUp(hypothesis="cpu-runaway-userspace", argv=["ps"],
+                                              exit_code=0, output=output)])
+    out = render(report, "markdown")
+    assert "line 39" in out and "line 40" not in out and "*60 more lines in the JSON report*" in out
+    text = render(report, "text")
+    assert "line 14" in text and "line 15" not in text and "85 more lines" in text
