@@ -9,6 +9,7 @@ the file or option and what to do.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
@@ -236,9 +237,9 @@ def diagnose(symptom: str, options: Options) -> Report:
         deadline_hit = False
         source = f"snapshot:{options.from_path}"
         live = False
-    else:
+    else:  # sample the host (or read the captured tree) with the playbook's probes
         if options.window_s is None:
-            options = _replace(options, window_s=playbook.window_s)
+            options = dataclasses.replace(options, window_s=playbook.window_s)
         collected = collect(options, playbook.probe_names(_cheap_first(probe_registry())), started)
         snapshot, deadline_hit = collected.snapshot, collected.deadline_hit
         timings.update(collected.timings)
@@ -250,12 +251,6 @@ def diagnose(symptom: str, options: Options) -> Report:
                                timings=timings, started=started,
                                run_follow_ups=live and options.follow_ups)
     return report
-
-
-def _replace(options: Options, **changes: Any) -> Options:
-    import dataclasses
-
-    return dataclasses.replace(options, **changes)
 
 
 def run_engine(rulebase: Any, snapshot: Snapshot, candidates: Optional[list[str]],
