@@ -73,31 +73,40 @@ def number_is_safe(v: Any) -> bool:
     return "e" not in text or "." in text
 
 
-def _operand(node: Any) -> Any:
+def _operand(node: Any, field_refs: bool) -> Any:
     if isinstance(node, E.Lit):
         if not number_is_safe(node.value):
             raise NotCompilable
         return node.value
     if isinstance(node, E.Field):
+        if not field_refs:
+            raise NotCompilable
         return {"$m": node.name}
     if isinstance(node, E.Arith):
-        return {_ARITH[node.op]: {"$l": _operand(node.left), "$r": _operand(node.right)}}
+        return {_ARITH[node.op]: {"$l": _operand(node.left, field_refs),
+                                  "$r": _operand(node.right, field_refs)}}
     raise NotCompilable  # a Ref: cross-fact
 
 
-def _test(cond: Any) -> dict:
-    """A single-fact condition as a durable expression, or NotCompilable."""
+def _test(cond: Any, field_refs: bool = True) -> dict:
+    """A single-fact condition as a durable expression, or NotCompilable. `field_refs`:
+    whether same-fact field references (`$m`) may be used; in the join pattern of a rule
+    durable gets them wrong (found by the differential test), so they stay in Python there."""
     if isinstance(cond, E.Compare):
         if not isinstance(cond.left, E.Field):
             raise NotCompilable
-        name, value = cond.left.name, _operand(cond.right)
-        if cond.op == "==":
-            return {name: value}
-        return {_OPS[cond.op]: {name: value}}
+        name, value = cond.left.name, _operand(cond.right, field_refs)
+        test = {name: value} if cond.op == "==" else {_OPS[cond.op]: {name: value}}
+        others = sorted({n.name for n in E.walk(cond.right) if isinstance(n, E.Field)})
+        if not others:
+            return test
+        # durable evaluates a missing field inside `$m`/arithmetic as a value (found by the
+        # differential test); a missing field must make the comparison false instead.
+        return {"$and": [*({"$ex": {f: 1}} for f in others), test]}
     if isinstance(cond, E.In):
         if not isinstance(cond.operand, E.Field):
             raise NotCompilable
-        tests = [{cond.operand.name: _operand(v)} for v in cond.values]
+        tests = [{cond.operand.name: _operand(v, field_refs)} for v in cond.values]
         return tests[0] if len(tests) == 1 else {"$or": tests}
     if isinstance(cond, E.Matches):
         if not isinstance(cond.operand, E.Field):
@@ -108,14 +117,14 @@ def _test(cond: Any) -> dict:
             raise NotCompilable
         return {("$ex" if cond.present else "$nex"): {cond.operand.name: 1}}
     if isinstance(cond, E.And):
-        return {"$and": [_test(i) for i in cond.items]}
+        return {"$and": [_test(i, field_refs) for i in cond.items]}
     if isinstance(cond, E.Or):
-        return {"$or": [_test(i) for i in cond.items]}
+        return {"$or": [_test(i, field_refs) for i in cond.items]}
     if isinstance(cond, E.Not):
         pushed = E.negate(cond.item)
         if isinstance(pushed, E.Not):
             raise NotCompilable  # `not matches`: durable has no negated regex
-        return _test(pushed)
+        return _test(pushed, field_refs)
     raise NotCompilable
 
 
@@ -133,7 +142,7 @@ def _equality_join(cond: Any) -> Optional[dict]:
     return None
 
 
-def compile_pattern(alias: str, kind: str, cond: Any) -> CompiledPattern:
+def compile_pattern(alias: str, kind: str, cond: Any, first: bool = True) -> CompiledPattern:
     tests: list[dict] = [{"kind": kind}]
     residual: list = []
     joins: list[dict] = []
@@ -146,9 +155,16 @@ def compile_pattern(alias: str, kind: str, cond: Any) -> CompiledPattern:
                 residual.append(part)
             continue
         try:
-            tests.append(_test(part))
+            test = _test(part, field_refs=first)
         except NotCompilable:
             residual.append(part)
+            continue
+        if not first and ("$or" in test or "$and" in test):
+            # A nested group in a join pattern makes durable drop the terms after it, the
+            # join key included (ENGINE-NOTES §5.3; reproduced by the differential test).
+            residual.append(part)
+        else:
+            tests.append(test)
     # References last, after every single-fact test of the pattern (ENGINE-NOTES §5.3).
     tests.extend(joins)
     durable = tests[0] if len(tests) == 1 else {"$and": tests}
@@ -156,7 +172,8 @@ def compile_pattern(alias: str, kind: str, cond: Any) -> CompiledPattern:
 
 
 def compile_rule(rule: RuleSpec) -> tuple[CompiledRule, list[Problem]]:
-    patterns = [compile_pattern(p.alias, p.kind, p.cond) for p in rule.patterns]
+    patterns = [compile_pattern(p.alias, p.kind, p.cond, first=(i == 0))
+                for i, p in enumerate(rule.patterns)]
     warnings = []
     for spec, cp in zip(rule.patterns[1:], patterns[1:]):
         if not cp.joined:
