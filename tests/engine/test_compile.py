@@ -40,7 +40,8 @@ def test_neq_in_and_arithmetic():
     assert cp.durable["$and"][1:] == [
         {"$neq": {"a": 1}},
         {"$or": [{"b": "R"}, {"b": "D"}]},
-        {"$gte": {"c": {"$mul": {"$l": 0.9, "$r": {"$m": "d"}}}}},
+        # a same-fact reference is guarded: a missing `d` makes the test false
+        {"$and": [{"$ex": {"d": 1}}, {"$gte": {"c": {"$mul": {"$l": 0.9, "$r": {"$m": "d"}}}}}]},
     ]
 
 
@@ -69,6 +70,13 @@ def test_equality_join_in_durable_relational_and_neq_joins_in_python():
     assert cp.durable == {"$and": [{"kind": "process"}, {"pid": {"p": "ppid"}}]}
     assert [E.render(c) for c in cp.residual] == ["cpu_pct > p.cpu_pct", "comm != p.comm"]
     assert cp.joined
+
+
+def test_join_pattern_keeps_groups_and_field_references_in_python():
+    cond = E.parse_condition('pid == p.ppid and state in ["R", "D"] and cpu_pct > threads and nice == 0')
+    cp = compile_pattern("q", "process", cond, first=False)
+    assert cp.durable == {"$and": [{"kind": "process"}, {"nice": 0}, {"pid": {"p": "ppid"}}]}
+    assert [E.render(c) for c in cp.residual] == ['state in ["R", "D"]', "cpu_pct > threads"]
 
 
 def test_reference_under_or_goes_to_python():
