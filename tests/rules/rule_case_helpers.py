@@ -14,6 +14,7 @@ A case file (`cases_<domain>.yaml`) maps a hypothesis id to a list of cases:
         next_command: "cat /proc/4242/stack" # ... one of whose next commands contains this text
         evidence: {route: nfs}               # ... with evidence field == value
         gated: true                          # the environment gate rules it out
+        scope: {pid: "999"}                  # the command line's scope (--pid ...)
 
 Facts are built as sysdiag.facts models (`fact_from_dict`), so a field name that the
 models do not have fails the case loudly. DEFAULTS fill the required fields a case does
@@ -49,7 +50,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 KNOWN_KEYS = {"case", "facts", "fires", "silent", "subject", "certainty", "pattern",
-              "explanation", "next_command", "evidence", "gated"}
+              "explanation", "next_command", "evidence", "gated", "scope"}
 
 
 def case_files() -> list[Path]:
@@ -80,9 +81,9 @@ def build_facts(raw_facts: list[dict]) -> list[Fact]:
     return facts
 
 
-def diagnose(rulebase, raw_facts: list[dict]) -> EngineResult:
+def diagnose(rulebase, raw_facts: list[dict], scope: dict | None = None) -> EngineResult:
     """Every hypothesis is a candidate (the health sweep): relevance is 1.0 for all."""
-    return run_engine(rulebase, build_facts(raw_facts), None, [])
+    return run_engine(rulebase, build_facts(raw_facts), None, [], render=scope)
 
 
 _RULE_IN_REASON = re.compile(r"([a-z0-9][\w.-]*) \([+-]\d\)")

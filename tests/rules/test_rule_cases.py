@@ -18,7 +18,7 @@ def rulebase():
 @pytest.mark.parametrize("fname,hid,case", CASES,
                          ids=[f"{hid}: {case['case']}" for _, hid, case in CASES])
 def test_rule_case(rulebase, fname, hid, case):
-    result = diagnose(rulebase, case["facts"])
+    result = diagnose(rulebase, case["facts"], case.get("scope"))
     assert not result.rule_errors, result.rule_errors
     fired = fired_rules(result)
     for rule in case.get("fires", []):
