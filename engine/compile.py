@@ -59,6 +59,7 @@ class CompiledRuleBase:
     rules: list[CompiledRule]
     consumed_kinds: frozenset
     warnings: list[Problem] = field(default_factory=list)
+    errors: list[Problem] = field(default_factory=list)  # capacity limits of durable-rules
 
     def definitions(self) -> dict:
         return {r.name: r.definition() for r in self.rules}
@@ -192,6 +193,7 @@ def compile_rulebase(rb: RuleBase) -> CompiledRuleBase:
         compiled, w = compile_rule(rule)
         rules.append(compiled)
         warnings.extend(w)
+    errors = capacity_problems(rules, warnings)
     consumed = frozenset(p.kind for r in rules for p in r.patterns)
     digest = hashlib.sha256()
     for r in rules:
@@ -200,4 +202,50 @@ def compile_rulebase(rb: RuleBase) -> CompiledRuleBase:
                 r.spec.evidence, r.spec.historical, r.spec.gate]
         digest.update(json.dumps([r.definition(), meta], sort_keys=True, default=str).encode())
     return CompiledRuleBase(name="sysdiag_" + digest.hexdigest()[:20], rules=rules,
-                            consumed_kinds=consumed, warnings=warnings)
+                            consumed_kinds=consumed, warnings=warnings, errors=errors)
+
+
+MAX_RULES = 4000  # MAX_ACTIONS 4,096 (error 106)
+MAX_SAME_PATH = 250  # BETA_LIST_LENGTH 256 rules on one identical condition (error 108)
+MAX_CHILD_TESTS = 500  # NEXT_BUCKET_LENGTH: 513 distinct tests under one node HANG registration
+MAX_ALPHA_MATCHES = 64  # MAX_STACK_SIZE: more matches for one fact fail the assert (error 303)
+
+
+def capacity_problems(rules: list[CompiledRule], warnings: list[Problem]) -> list[Problem]:
+    """Static checks against durable's C limits (ENGINE-NOTES §5.1, §10.2)."""
+    errors: list[Problem] = []
+    if len(rules) > MAX_RULES:
+        r = rules[MAX_RULES].spec
+        errors.append(Problem(r.file, r.line, 1, f"{len(rules)} rules; durable-rules takes at "
+                              f"most {MAX_RULES}", "split the rules into fewer, broader rules"))
+    same_path: dict[str, list[RuleSpec]] = {}
+    children: dict[str, dict[str, RuleSpec]] = {}
+    per_kind: dict[str, list[RuleSpec]] = {}
+    for r in rules:
+        for p in r.patterns:
+            same_path.setdefault(json.dumps(p.durable, sort_keys=True), []).append(r.spec)
+            per_kind.setdefault(p.kind, []).append(r.spec)
+            tests = p.durable.get("$and", [])
+            if len(tests) > 1:
+                children.setdefault(p.kind, {}).setdefault(
+                    json.dumps(tests[1], sort_keys=True), r.spec)
+    for specs in same_path.values():
+        if len(specs) > MAX_SAME_PATH:
+            r = specs[MAX_SAME_PATH]
+            errors.append(Problem(r.file, r.line, 1, f"{len(specs)} rules share one identical "
+                                  f"pattern; durable-rules takes at most {MAX_SAME_PATH}",
+                                  "merge them"))
+    for kind, tests in children.items():
+        if len(tests) > MAX_CHILD_TESTS:
+            r = list(tests.values())[MAX_CHILD_TESTS]
+            errors.append(Problem(r.file, r.line, 1, f"{len(tests)} different first tests on "
+                                  f"fact kind {kind!r}; above 512 durable-rules hangs",
+                                  "use `in [...]` or a derived fact instead of one rule per value"))
+    for kind, specs in per_kind.items():
+        if len(specs) > MAX_ALPHA_MATCHES:
+            r = specs[MAX_ALPHA_MATCHES]
+            warnings.append(Problem(r.file, r.line, 1, f"{len(specs)} patterns test fact kind "
+                                    f"{kind!r}: a fact that satisfies more than 64 of them is "
+                                    "left out of the diagnosis (durable-rules error 303)",
+                                    "make thresholds on the same field one rule"))
+    return errors

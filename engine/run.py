@@ -23,9 +23,12 @@ def load_rulebase(extra_dirs: Iterable[Path] = (), include_builtin: bool = True)
 
 
 def _with_compiled(rb: RuleBase) -> RuleBase:
-    """Compile now (a few ms), so compiler warnings are part of rb.warnings."""
-    compiled(rb)
-    rb.warnings.extend(rb._compiled.warnings)
+    """Compile now (a few ms): compiler warnings join rb.warnings, and rule sets beyond
+    durable's capacity (one of which would hang registration) fail the load."""
+    crb = compiled(rb)
+    if crb.errors:
+        raise RuleLoadError(crb.errors, pack=",".join(rb.packs))
+    rb.warnings.extend(crb.warnings)
     return rb
 
 
@@ -40,6 +43,9 @@ def load_rulebase_tolerant(extra_dirs: Iterable[Path] = ()) -> tuple[RuleBase, l
         pack = (Path(d).name or str(d), Path(d))
         try:
             rb = load_packs([*accepted, pack])
+            errors_of = compile_rulebase(rb).errors
+            if errors_of:
+                raise RuleLoadError(errors_of)
         except RuleLoadError as err:
             err.pack = pack[0]
             errors.append(err)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -39,6 +40,25 @@ MAX_STRING = 16384  # longer strings are cut in the payload (the id hash reads l
 ACTION_LIMIT_S = 10.0  # durable drops the rest of the chain after a 10 s action (§3)
 CAP = 10000  # matches per action call
 INPUT = "<input>"  # RuleError.rule for problems with the facts given to the engine
+ENGINE = "<engine>"  # RuleError.rule for problems of the engine itself
+
+#: durable-rules C error codes (rules.h, ENGINE-NOTES §7): its errors carry only the number
+ERROR_CODES = {
+    102: "wrong type", 105: "unknown key", 106: "too many rules", 107: "too many $nex tests",
+    108: "too many rules on one condition", 113: "expression too long",
+    201: "JSON parse error", 202: "JSON parse error", 203: "JSON parse error",
+    204: "JSON parse error", 205: "JSON parse error", 302: "too many properties in one fact",
+    303: "one fact matched more than 64 conditions at once", 304: "more than 16 patterns",
+    305: "unknown alias", 309: "session not found", 313: "fact too large",
+    314: "value too large", 501: "bad regex", 503: "regex too complex"}
+
+
+def describe(err: Exception) -> str:
+    m = re.search(r"error code: (\d+)", str(err))
+    if m is None:
+        return f"durable-rules: {err}"
+    code = int(m.group(1))
+    return f"durable-rules error {code} ({ERROR_CODES.get(code, 'see rules.h')})"
 
 
 class SyncHost(_durable.Host):
@@ -325,8 +345,12 @@ def _assert_one(session: Session, fact: dict, fid: str, first_attempt: int = 0) 
         durable_id = fid if attempt == 0 else f"{fid}~salt{attempt}"
         if attempt:
             session.salted[durable_id] = fid
-        code, offset = _dre.assert_fact(session._handle, payload.dumps(
-            payload.fact(fact, session.sid, durable_id)))
+        try:
+            code, offset = _dre.assert_fact(session._handle, payload.dumps(
+                payload.fact(fact, session.sid, durable_id)))
+        except _dre.error as err:
+            session.error(INPUT, f"fact {fid}: {describe(err)}; it was left out")
+            return None
         if code != 2:  # 0 stored, 1 matched nothing
             return offset
     session.error(INPUT, f"fact {fid}: durable refused it as already seen 4 times (id hash collision)")
@@ -350,18 +374,24 @@ def run_session(rb: RuleBase, crb: CompiledRuleBase, facts: Iterable[Any]) -> Se
     batch.insert(0, {"sid": session.sid, "id": ANCHOR_KIND, "kind": ANCHOR_KIND})
     _SESSIONS[session.sid] = session
     try:
-        code, offset = _dre.assert_facts(rs._handle, payload.dumps(batch))
+        try:
+            code, offset = _dre.assert_facts(rs._handle, payload.dumps(batch))
+        except _dre.error as err:
+            # e.g. error 303: one fact matched too many conditions. The facts before it are
+            # stored; assert the rest one by one so that only the offending fact is lost.
+            session.error(ENGINE, f"{describe(err)} on the batch; facts asserted one by one")
+            code, offset = 0, _assert_each(rs, session, batch)
         _drive(rs, session, offset)
         if code == 2:
             _recover_collisions(rs, session, batch)
         before = session.calls
         _drive(rs, session, offset)
         if session.calls != before:
-            session.error("<engine>", f"not quiescent: {session.calls - before} actions ran "
+            session.error(ENGINE, f"not quiescent: {session.calls - before} actions ran "
                           "after the engine reported none pending")
         state = rs.get_state(session.sid)
         if state.get("exception"):  # backstop: our wrapper should have caught everything
-            session.error("<engine>", f"durable-rules action error: {state['exception']}")
+            session.error(ENGINE, f"durable-rules action error: {state['exception']}")
     finally:
         _SESSIONS.pop(session.sid, None)
         rs.delete_state(session.sid)
@@ -376,7 +406,19 @@ def _drive(rs: Any, session: Session, offset: int) -> None:
     if session.interrupt is not None:
         raise session.interrupt
     for err in errors:
-        session.error("<engine>", f"durable-rules: {err}")
+        session.error(ENGINE, f"durable-rules: {err}")
+
+
+def _assert_each(rs: Any, session: Session, batch: list[dict]) -> int:
+    """After a failed batch: the anchor first (stored, or "already seen": either way the
+    answer carries the state offset), then every fact the failed batch did not store."""
+    offset = _dre.assert_fact(rs._handle, json.dumps(batch[0]))[1]
+    stored = {f.get("id") for f in rs.get_facts(session.sid)}
+    for item in batch[1:]:
+        fid = item["id"]
+        if fid not in stored:
+            _assert_one(session, session.facts[fid], fid)
+    return offset
 
 
 def _recover_collisions(rs: Any, session: Session, batch: list[dict]) -> None:

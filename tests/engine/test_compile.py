@@ -119,3 +119,21 @@ def test_keyless_join_warns(pack):
     crb = compile_rulebase(pack({"r.yaml": text}))
     [w] = crb.warnings
     assert "no equality join" in w.message and w.line == 19
+
+
+def test_capacity_limits(pack, write_pack):
+    import pytest
+
+    from sysdiag.engine import RuleLoadError, load_rulebase
+
+    head = "hypothesis:\n  id: zz-cap\n  title: c\n  severity: low\nrules:\n"
+    many = "".join(f"  - id: zz-cap.r{i}\n    weight: 1\n    when:\n"
+                   f"      p: process where rss_bytes > {i}\n" for i in range(66))
+    rb = pack({"c.yaml": head + many})
+    assert any("error 303" in w.message for w in rb.warnings)
+    # 513 distinct tests under one node hang durable's registration: refused at load
+    hang = "".join(f"  - id: zz-cap.c{i}\n    weight: 1\n    when:\n"
+                   f"      p: process where comm == \"c{i}\"\n" for i in range(501))
+    with pytest.raises(RuleLoadError) as info:
+        load_rulebase([write_pack({"c.yaml": head + hang})], include_builtin=False)
+    assert "above 512 durable-rules hangs" in str(info.value)

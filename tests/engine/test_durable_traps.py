@@ -378,3 +378,34 @@ def test_oracle_exercises_three_pattern_joins():
                if q is not c and q["ppid"] == c["pid"] and c["ppid"] in by_pid
                and by_pid[c["ppid"]] is not c and by_pid[c["ppid"]] is not q]
     assert len(triples) > 5
+
+
+def test_fact_matching_more_than_64_conditions_loses_only_itself(pack):
+    """Error 303 (64 alpha matches for one fact) fails durable's whole batch (§5.1); the session
+    re-asserts fact by fact so only the offending fact is lost, and says so."""
+    rules = "".join(f"""\
+  - id: zz-many.r{i}
+    weight: 1
+    when:
+      p: process where rss_bytes > {i}
+    subject: "pid {{p.pid}}"
+""" for i in range(70))
+    rb = pack({"m.yaml": "hypothesis:\n  id: zz-many\n  title: m\n  severity: low\nrules:\n" + rules})
+    facts = [proc(1, rss_bytes=10), proc(2, rss_bytes=1000), proc(3, rss_bytes=20)]
+    result = run_engine(rb, facts, None, [])
+    assert sorted(subjects(result)) == ["pid 1", "pid 3"]
+    messages = [(e.rule, e.error) for e in result.rule_errors]
+    assert ("<engine>", "durable-rules error 303 (one fact matched more than 64 conditions at "
+            "once) on the batch; facts asserted one by one") in messages
+    assert any(rule == "<input>" and error.startswith("fact process:2: durable-rules error 303")
+               for rule, error in messages)
+    # the engine stays usable afterwards
+    assert subjects(run_engine(rb, [proc(1, rss_bytes=10)], None, [])) == ["pid 1"]
+
+
+def test_slow_action_is_flagged(pack, monkeypatch):
+    """durable drops the rest of a chain after a 10 s action (§3); such actions are reported.
+    (The limit is lowered here instead of sleeping 10 s.)"""
+    monkeypatch.setattr(S, "ACTION_LIMIT_S", 0.0)
+    result = run_engine(pack({"h.yaml": HOG}), [proc(1, rss_bytes=5000)], None, [])
+    assert any("durable-rules drops the rest of the chain" in e.error for e in result.rule_errors)
