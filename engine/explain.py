@@ -153,10 +153,26 @@ def _actual(cond: Any, fact: dict, binds: dict) -> Any:
     return None if node is None else E.operand_value(node, fact, binds)
 
 
+def _nearness(failed: Any, fact: dict, binds: dict) -> tuple:
+    """Rank a failed condition's fact: a reported value beats a missing one, and for a
+    threshold the value nearest to passing wins (the report shows the most telling fact)."""
+    actual = _actual(failed, fact, binds)
+    if actual is None:
+        return (0, 0.0)
+    if isinstance(failed, E.Compare) and isinstance(actual, (int, float)) \
+            and not isinstance(actual, bool):
+        if failed.op in (">", ">="):
+            return (1, float(actual))
+        if failed.op in ("<", "<="):
+            return (1, -float(actual))
+    return (1, 0.0)
+
+
 class Explainer:
     """Why a rule did not match, over the facts of one diagnosis."""
 
-    MAX_STEPS = 20000
+    MAX_STEPS = 20000  # condition evaluations per explained rule
+    MAX_CLOSEST = 2000  # facts of one kind compared when looking for the nearest miss
 
     def __init__(self, facts: dict[str, dict], coverage: Iterable[Any], derivers) -> None:
         self.by_kind: dict[str, list[dict]] = {}
@@ -206,8 +222,8 @@ class Explainer:
             if best[0] is None:
                 best[0] = self.missing(p.kind, depth)
             return False
-        closest: Optional[tuple[int, dict, Any]] = None
-        for fact in facts:
+        closest: Optional[tuple[tuple, dict, Any]] = None
+        for n, fact in enumerate(facts):
             steps[0] += 1
             if steps[0] > self.MAX_STEPS:
                 return False
@@ -216,15 +232,17 @@ class Explainer:
                 if self._search(patterns, i + 1, binds, steps, best, depth):
                     return True
                 del binds[p.alias]
-            elif best[0] is None:
+            elif best[0] is None and n < self.MAX_CLOSEST:
                 parts = E.conjuncts(p.cond)
                 passed = 0
                 for part in parts:
                     if E.evaluate(part, fact, binds) is not True:
                         break
                     passed += 1
-                if closest is None or passed > closest[0]:
-                    closest = (passed, fact, parts[passed] if passed < len(parts) else p.cond)
+                failed = parts[passed] if passed < len(parts) else p.cond
+                rank = (passed, *_nearness(failed, fact, binds))
+                if closest is None or rank > closest[0]:
+                    closest = (rank, fact, failed)
         if best[0] is None and closest is not None:
             _, fact, failed = closest
             actual = _actual(failed, fact, binds)

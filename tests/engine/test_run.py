@@ -326,3 +326,17 @@ def test_health_sweep_reports_every_hypothesis(pack):
     assert result.rules_evaluated == 6 and result.activations >= 1
     assert set(result.timings) == {"engine_compile_s", "engine_match_s", "engine_rank_s",
                                    "engine_total_s"}
+
+
+def test_ruled_out_shows_the_nearest_miss(pack):
+    rule = hyp_file("zz-near", """\
+  - id: zz-near.r
+    weight: 3
+    when:
+      p: process where state == "R" and cpu_pct >= 90
+""")
+    facts = [proc(1, state="R"), proc(2, state="R", cpu_pct=40.0), proc(3, state="R", cpu_pct=85.0),
+             proc(4, state="S", cpu_pct=99.0)]
+    [out] = run_engine(pack({"n.yaml": rule}), facts, None, []).ruled_out
+    assert (out.failed_condition, out.actual) == ("process.cpu_pct >= 90", 85.0)
+    assert out.reason == "zz-near.r: process.cpu_pct >= 90 is false (actual 85.0, fact process:3)"
