@@ -59,6 +59,19 @@ def render_template(template: str, binds: dict[str, dict], scope: Optional[dict]
     return "".join(out)
 
 
+def render_value(template: Any, binds: dict[str, dict]) -> Any:
+    """A derive field: a literal, a lone placeholder (keeps the value's type), or a text
+    template. None when a placeholder has no value."""
+    if not isinstance(template, str) or "{" not in template:
+        return template
+    inner = template[1:-1]
+    if template.startswith("{") and template.endswith("}") and "{" not in inner and ":" not in inner:
+        alias, _, name = inner.partition(".")
+        fact = binds.get(alias)
+        return None if fact is None else fact.get(name)
+    return render_template(template, binds)
+
+
 def render_loose(template: str, binds: dict[str, dict]) -> str:
     """Like render_template, but a missing value prints as '?' (for prose)."""
     out = []

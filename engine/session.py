@@ -29,6 +29,7 @@ import durable_rules_engine as _dre
 from durable import engine as _durable
 
 from . import expr as E
+from .explain import render_value
 from .compile import CompiledRule, CompiledRuleBase, number_is_safe
 from .results import RuleError
 from .spec import RuleBase
@@ -273,20 +274,6 @@ def _on_match(session: Session, rule: CompiledRule, matched: dict) -> None:
         _derive(session, rule, binds, ids)
     else:
         session.matches.append((rule, ids))
-
-
-def render_value(template: Any, binds: dict[str, dict]) -> Any:
-    """A derive field: a literal, a lone placeholder (keeps the value's type), or a text
-    template. None when a placeholder has no value."""
-    if not isinstance(template, str) or "{" not in template:
-        return template
-    from .explain import render_template  # small cycle: explain renders, session derives
-    inner = template[1:-1]
-    if template.startswith("{") and template.endswith("}") and "{" not in inner and ":" not in inner:
-        alias, _, name = inner.partition(".")
-        fact = binds.get(alias)
-        return None if fact is None else fact.get(name)
-    return render_template(template, binds)
 
 
 def _coerce(value: Any, ftype: str) -> Any:
