@@ -18,6 +18,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from sysdiag.facts import FACT_MODELS
+
 from . import expr as E
 from .spec import Problem, RuleBase, RuleSpec
 
@@ -172,12 +174,19 @@ def compile_pattern(alias: str, kind: str, cond: Any, first: bool = True) -> Com
     return CompiledPattern(alias, kind, durable, residual, joined=bool(joins))
 
 
+def _singleton(kind: str) -> bool:
+    """One fact per snapshot (no natural key: host, cpu, memory...): joining it needs no key."""
+    model = FACT_MODELS.get(kind)
+    return model is not None and not model.key_fields
+
+
 def compile_rule(rule: RuleSpec) -> tuple[CompiledRule, list[Problem]]:
     patterns = [compile_pattern(p.alias, p.kind, p.cond, first=(i == 0))
                 for i, p in enumerate(rule.patterns)]
     warnings = []
-    for spec, cp in zip(rule.patterns[1:], patterns[1:]):
-        if not cp.joined:
+    for i, (spec, cp) in enumerate(zip(rule.patterns[1:], patterns[1:]), start=1):
+        earlier_multi = any(not _singleton(p.kind) for p in rule.patterns[:i])
+        if not cp.joined and earlier_multi and not _singleton(spec.kind):
             warnings.append(Problem(
                 rule.file, spec.line, spec.column,
                 f"rule {rule.id}: pattern {spec.alias!r} has no equality join to an earlier "

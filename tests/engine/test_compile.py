@@ -114,10 +114,15 @@ def test_keyless_join_warns(pack):
     weight: 1
     when:
       p: process
-      q: cpu where procs_running > p.threads
+      q: process where threads > p.threads
+  - id: zz-compile.singleton
+    weight: 1
+    when:
+      p: process
+      c: cpu where procs_running > p.threads
 """
     crb = compile_rulebase(pack({"r.yaml": text}))
-    [w] = crb.warnings
+    [w] = crb.warnings  # joining the one-per-host `cpu` fact needs no key
     assert "no equality join" in w.message and w.line == 19
 
 
