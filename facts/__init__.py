@@ -4,8 +4,6 @@ from .cgroup import Cgroup
 from .klog import KernelLogEvent
 from .memory import Memory, VmStat
 from .network import NetCounters, NetLink, Qdisc, SockStat, SoftnetCpu, TcClass
-from .netstack import (Conntrack, IfaceSysctl, NeighEntry, NeighTable, Netfilter, NetfilterRule,
-                       NetSysctl, Routes, SocketSummary, TcpListener, UdpSocket)
 from .outcome import ProbeOutcome, ProbeStatus
 from .process import Process, TaskSummary, ZombieParent
 from .registry import FACT_MODELS, FactError, fact_from_dict, register
@@ -24,5 +22,3 @@ __all__ = [
 __all__ += ["NetLink", "Qdisc", "TcClass", "SoftnetCpu", "NetCounters", "SockStat"]
 __all__ += ["Mount", "Filesystem", "FilesystemUnresponsive", "BlockDevice", "FileTable",
             "LockSummary", "LockContention", "Cgroup"]
-__all__ += ["TcpListener", "UdpSocket", "SocketSummary", "Conntrack", "NeighTable", "NeighEntry",
-            "Routes", "NetSysctl", "IfaceSysctl", "Netfilter", "NetfilterRule"]

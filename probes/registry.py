@@ -28,8 +28,6 @@ PROBE_MODULES = (
     "sysdiag.probes.procfs.locks",
     "sysdiag.probes.procfs.filesystems",
     "sysdiag.probes.sysfs.cgroups",
-    "sysdiag.probes.procfs.sysctl",
-    "sysdiag.probes.procfs.conntrack",
 )
 
 

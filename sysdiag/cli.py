@@ -20,6 +20,7 @@ from .commands.common import EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_USAGE, User
 from .commands.diagnose import diagnose_command
 from .commands.info import probes_command, schema_command, symptoms_command
 from .commands.rules import rules_app
+from .commands.serve import serve_command
 from .errors import InputError
 from .version import __version__, python_problem
 
@@ -35,6 +36,7 @@ app.command("symptoms")(symptoms_command)
 app.command("probes")(probes_command)
 app.command("schema")(schema_command)
 app.add_typer(rules_app, name="rules")
+app.command("serve")(serve_command)
 
 
 def _version(value: bool) -> None:
