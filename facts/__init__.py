@@ -1,6 +1,7 @@
 """Pydantic models of everything sysdiag can know about a host."""
 from .base import Fact
 from .cgroup import Cgroup
+from .ebpf import BlockIoLatency, OffCpuWait, PageFaults, RunqLatency, SkbDrop, TcpRetransmit
 from .klog import KernelLogEvent
 from .memory import Memory, VmStat
 from .network import NetCounters, NetLink, Qdisc, SockStat, SoftnetCpu, TcClass
@@ -22,3 +23,4 @@ __all__ = [
 __all__ += ["NetLink", "Qdisc", "TcClass", "SoftnetCpu", "NetCounters", "SockStat"]
 __all__ += ["Mount", "Filesystem", "FilesystemUnresponsive", "BlockDevice", "FileTable",
             "LockSummary", "LockContention", "Cgroup"]
+__all__ += ["RunqLatency", "OffCpuWait", "SkbDrop", "TcpRetransmit", "BlockIoLatency", "PageFaults"]

@@ -7,6 +7,7 @@ from pydantic import ValidationError
 
 from .base import Fact
 from .cgroup import Cgroup
+from .ebpf import BlockIoLatency, OffCpuWait, PageFaults, RunqLatency, SkbDrop, TcpRetransmit
 from .klog import KernelLogEvent
 from .memory import Memory, VmStat
 from .network import NetCounters, NetLink, Qdisc, SockStat, SoftnetCpu, TcClass
@@ -33,6 +34,8 @@ for _model in (NetLink, Qdisc, TcClass, SoftnetCpu, NetCounters, SockStat):
     register(_model)
 for _model in (Mount, Filesystem, FilesystemUnresponsive, BlockDevice, FileTable, LockSummary,
                LockContention, Cgroup):
+    register(_model)
+for _model in (RunqLatency, OffCpuWait, SkbDrop, TcpRetransmit, BlockIoLatency, PageFaults):
     register(_model)
 
 

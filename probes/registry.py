@@ -28,6 +28,12 @@ PROBE_MODULES = (
     "sysdiag.probes.procfs.locks",
     "sysdiag.probes.procfs.filesystems",
     "sysdiag.probes.sysfs.cgroups",
+    "sysdiag.probes.ebpf.runqlat",
+    "sysdiag.probes.ebpf.offcpu",
+    "sysdiag.probes.ebpf.drops",
+    "sysdiag.probes.ebpf.tcpretrans",
+    "sysdiag.probes.ebpf.biolat",
+    "sysdiag.probes.ebpf.faults",
 )
 
 
