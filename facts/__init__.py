@@ -5,6 +5,8 @@ from .ebpf import BlockIoLatency, OffCpuWait, PageFaults, RunqLatency, SkbDrop, 
 from .klog import KernelLogEvent
 from .memory import Memory, VmStat
 from .network import NetCounters, NetLink, Qdisc, SockStat, SoftnetCpu, TcClass
+from .netstack import (Conntrack, IfaceSysctl, NeighEntry, NeighTable, Netfilter, NetfilterRule,
+                       NetSysctl, Routes, SocketSummary, TcpListener, UdpSocket)
 from .outcome import ProbeOutcome, ProbeStatus
 from .process import Process, TaskSummary, ZombieParent
 from .registry import FACT_MODELS, FactError, fact_from_dict, register
@@ -24,3 +26,5 @@ __all__ += ["NetLink", "Qdisc", "TcClass", "SoftnetCpu", "NetCounters", "SockSta
 __all__ += ["Mount", "Filesystem", "FilesystemUnresponsive", "BlockDevice", "FileTable",
             "LockSummary", "LockContention", "Cgroup"]
 __all__ += ["RunqLatency", "OffCpuWait", "SkbDrop", "TcpRetransmit", "BlockIoLatency", "PageFaults"]
+__all__ += ["TcpListener", "UdpSocket", "SocketSummary", "Conntrack", "NeighTable", "NeighEntry",
+            "Routes", "NetSysctl", "IfaceSysctl", "Netfilter", "NetfilterRule"]

@@ -11,6 +11,8 @@ from .ebpf import BlockIoLatency, OffCpuWait, PageFaults, RunqLatency, SkbDrop, 
 from .klog import KernelLogEvent
 from .memory import Memory, VmStat
 from .network import NetCounters, NetLink, Qdisc, SockStat, SoftnetCpu, TcClass
+from .netstack import (Conntrack, IfaceSysctl, NeighEntry, NeighTable, Netfilter, NetfilterRule,
+                       NetSysctl, Routes, SocketSummary, TcpListener, UdpSocket)
 from .process import Process, TaskSummary, ZombieParent
 from .storage import (BlockDevice, FileTable, Filesystem, FilesystemUnresponsive, LockContention,
                       LockSummary, Mount)
@@ -31,6 +33,9 @@ for _model in (HostInfo, CpuSummary, CpuCore, LoadAvg, Pressure, Memory, VmStat,
                Process, TaskSummary, ZombieParent, KernelLogEvent):
     register(_model)
 for _model in (NetLink, Qdisc, TcClass, SoftnetCpu, NetCounters, SockStat):
+    register(_model)
+for _model in (TcpListener, UdpSocket, SocketSummary, Conntrack, NeighTable, NeighEntry, Routes,
+               NetSysctl, IfaceSysctl, Netfilter, NetfilterRule):
     register(_model)
 for _model in (Mount, Filesystem, FilesystemUnresponsive, BlockDevice, FileTable, LockSummary,
                LockContention, Cgroup):

@@ -34,6 +34,8 @@ PROBE_MODULES = (
     "sysdiag.probes.ebpf.tcpretrans",
     "sysdiag.probes.ebpf.biolat",
     "sysdiag.probes.ebpf.faults",
+    "sysdiag.probes.procfs.sysctl",
+    "sysdiag.probes.procfs.conntrack",
 )
 
 

@@ -28,13 +28,11 @@ SYMPTOMS = ("high-latency", "packet-loss", "connection-failures", "slow-throughp
 #: Remove a name from here when its probe is registered (a test checks both never overlap).
 PLANNED_PROBES: dict[str, str] = {
     # network (issue 3)
-    "conntrack": "connection tracking table and its drops (/proc/net/stat/nf_conntrack)",
     "neigh": "neighbour (ARP/ND) tables (netlink)",
     "routes": "routing tables (netlink)",
     "interrupts": "per-CPU interrupt and softirq counts (/proc/interrupts, /proc/softirqs)",
     # storage and configuration
     "mdstat": "software RAID state (/proc/mdstat)",
-    "sysctl": "kernel tunables the rules compare against (/proc/sys)",
     "numa": "per-NUMA-node memory (/sys/devices/system/node)",
 }
 

@@ -276,7 +276,9 @@ def test_probes_lists_registered_and_planned():
     assert proc.returncode == 0
     names = {line.split()[0]: line for line in proc.stdout.splitlines()[1:]}
     assert set(names) == set(all_probes()) | set(PLANNED_PROBES)
-    assert "cheap" in names["cpu"] and "planned:" in names["conntrack"]
+    assert "cheap" in names["cpu"]
+    # planned names shrink as probes land: check whichever are still planned
+    assert all("planned:" in names[name] for name in PLANNED_PROBES)
 
 
 def test_rules_list_and_show():

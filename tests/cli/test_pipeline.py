@@ -101,8 +101,10 @@ def test_coverage_lists_planned_and_missing_probes(monkeypatch, rulebase):
     report = diagnose_snapshot(busy_snapshot(), playbook, rulebase, Options(), source="x")
     cov = {c.probe: c for c in report.coverage}
     assert set(cov) >= set(playbook.probes)
-    assert cov["conntrack"].status == "skipped"
-    assert cov["conntrack"].reason == "probe not implemented in this version"
+    # planned names shrink as probes land: check whichever of the playbook's are still planned
+    for name in (p for p in playbook.probes if p in PLANNED_PROBES):
+        assert cov[name].status == "skipped"
+        assert cov[name].reason == "probe not implemented in this version"
     assert cov["diskstats"].reason == "not in the snapshot (it was collected without this probe)"
     assert cov["klog"].status == "ok"
     # what the snapshot recorded stays, even outside the playbook (disk-full has no cpu probe)
@@ -222,7 +224,8 @@ def test_collect_on_a_captured_tree(tmp_path):
     assert snap.live is False and snap.window_s == 0.0 and not collected.deadline_hit
     names = [c.probe for c in snap.coverage]
     assert set(names) == set(pipeline.probe_registry()) | set(PLANNED_PROBES)
-    assert {c.probe: c.status for c in snap.coverage}["conntrack"] == "skipped"
+    status = {c.probe: c.status for c in snap.coverage}
+    assert all(status[name] == "skipped" for name in PLANNED_PROBES)
     assert any(c.status == "ok" for c in snap.coverage) and snap.facts
     snap.save(tmp_path / "tree.json")
     assert load_snapshot(tmp_path / "tree.json") == snap

@@ -103,7 +103,10 @@ def test_a_good_playbook_parses():
 
 
 def test_planned_probe_is_accepted_and_unknown_one_is_an_error_with_line():
-    parse_playbook(GOOD.replace("[host, cpu]", "[host, conntrack]"), "/pb/demo.yaml", {"host"})
+    if not PLANNED_PROBES:
+        pytest.skip("every planned probe is implemented")
+    planned = next(iter(PLANNED_PROBES))
+    parse_playbook(GOOD.replace("[host, cpu]", f"[host, {planned}]"), "/pb/demo.yaml", {"host"})
     _fails(GOOD.replace("[host, cpu]", "[host,\n         cpuu]"),
            r"^/pb/demo.yaml:5: unknown probe 'cpuu' \(registered: cpu, host; planned: ")
 
