@@ -4,7 +4,10 @@ from .cgroup import Cgroup
 from .ebpf import BlockIoLatency, OffCpuWait, PageFaults, RunqLatency, SkbDrop, TcpRetransmit
 from .klog import KernelLogEvent
 from .memory import Memory, VmStat
+from .namespace import NetNamespace, ProcessNamespaces
 from .network import NetCounters, NetLink, Qdisc, SockStat, SoftnetCpu, TcClass
+from .nic import (IrqSpread, NicChannels, NicCoalesce, NicOffloads, NicQueues, NicRings,
+                  SoftirqCpu, SoftirqSummary)
 from .netstack import (Conntrack, IfaceSysctl, NeighEntry, NeighTable, Netfilter, NetfilterRule,
                        NetSysctl, Routes, SocketSummary, TcpListener, UdpSocket)
 from .outcome import ProbeOutcome, ProbeStatus
@@ -28,3 +31,5 @@ __all__ += ["Mount", "Filesystem", "FilesystemUnresponsive", "BlockDevice", "Fil
 __all__ += ["RunqLatency", "OffCpuWait", "SkbDrop", "TcpRetransmit", "BlockIoLatency", "PageFaults"]
 __all__ += ["TcpListener", "UdpSocket", "SocketSummary", "Conntrack", "NeighTable", "NeighEntry",
             "Routes", "NetSysctl", "IfaceSysctl", "Netfilter", "NetfilterRule"]
+__all__ += ["IrqSpread", "SoftirqCpu", "SoftirqSummary", "NicQueues", "NicOffloads", "NicRings",
+            "NicChannels", "NicCoalesce", "NetNamespace", "ProcessNamespaces"]

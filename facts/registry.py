@@ -10,7 +10,9 @@ from .cgroup import Cgroup
 from .ebpf import BlockIoLatency, OffCpuWait, PageFaults, RunqLatency, SkbDrop, TcpRetransmit
 from .klog import KernelLogEvent
 from .memory import Memory, VmStat
+from .namespace import NAMESPACE_FACTS
 from .network import NetCounters, NetLink, Qdisc, SockStat, SoftnetCpu, TcClass
+from .nic import NIC_FACTS
 from .netstack import (Conntrack, IfaceSysctl, NeighEntry, NeighTable, Netfilter, NetfilterRule,
                        NetSysctl, Routes, SocketSummary, TcpListener, UdpSocket)
 from .process import Process, TaskSummary, ZombieParent
@@ -43,6 +45,8 @@ for _model in (Mount, Filesystem, FilesystemUnresponsive, BlockDevice, FileTable
 for _model in (RunqLatency, OffCpuWait, SkbDrop, TcpRetransmit, BlockIoLatency, PageFaults):
     register(_model)
 
+for _model in (*NIC_FACTS, *NAMESPACE_FACTS):
+    register(_model)
 
 class FactError(ValueError):
     """A fact dict that does not match its model."""
