@@ -2,6 +2,8 @@
 from .base import Fact
 from .cgroup import Cgroup
 from .ebpf import BlockIoLatency, OffCpuWait, PageFaults, RunqLatency, SkbDrop, TcpRetransmit
+from .kernel import (ConfigChange, DeletedFilesSummary, DeletedOpenFile, FuseConnection,
+                     KernelConfig, NumaNode, NumaSummary, RaidArray)
 from .klog import KernelLogEvent
 from .memory import Memory, VmStat
 from .namespace import NetNamespace, ProcessNamespaces
@@ -33,3 +35,5 @@ __all__ += ["TcpListener", "UdpSocket", "SocketSummary", "Conntrack", "NeighTabl
             "Routes", "NetSysctl", "IfaceSysctl", "Netfilter", "NetfilterRule"]
 __all__ += ["IrqSpread", "SoftirqCpu", "SoftirqSummary", "NicQueues", "NicOffloads", "NicRings",
             "NicChannels", "NicCoalesce", "NetNamespace", "ProcessNamespaces"]
+__all__ += ["KernelConfig", "ConfigChange", "NumaNode", "NumaSummary", "RaidArray",
+            "DeletedOpenFile", "DeletedFilesSummary", "FuseConnection"]

@@ -36,6 +36,8 @@ PROBE_MODULES = (
     "sysdiag.probes.ebpf.faults",
     "sysdiag.probes.procfs.sysctl",
     "sysdiag.probes.procfs.conntrack",
+    "sysdiag.probes.procfs.kernelcfg",
+    "sysdiag.probes.procfs.deleted",
 )
 
 
