@@ -38,6 +38,8 @@ PROBE_MODULES = (
     "sysdiag.probes.procfs.conntrack",
     "sysdiag.probes.procfs.kernelcfg",
     "sysdiag.probes.procfs.deleted",
+    "sysdiag.probes.sysfs.numa",
+    "sysdiag.probes.procfs.mdstat",
 )
 
 

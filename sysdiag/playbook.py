@@ -31,9 +31,6 @@ PLANNED_PROBES: dict[str, str] = {
     "neigh": "neighbour (ARP/ND) tables (netlink)",
     "routes": "routing tables (netlink)",
     "interrupts": "per-CPU interrupt and softirq counts (/proc/interrupts, /proc/softirqs)",
-    # storage and configuration
-    "mdstat": "software RAID state (/proc/mdstat)",
-    "numa": "per-NUMA-node memory (/sys/devices/system/node)",
 }
 
 #: placeholders a follow-up command may use; filled from --pid/--iface/... or the evidence
