@@ -56,6 +56,10 @@ class Process(Fact):
     fd_soft_limit: Optional[int] = None
     fd_pct_of_limit: Optional[float] = None
     age_s: Optional[float] = None  # seconds since the process started
+    #: CPU affinity (/proc/PID/status Cpus_allowed_list, "0-3,8"); compare the count with
+    #: the online CPUs for cpu-cpuset-confinement
+    cpus_allowed_list: Optional[str] = None
+    cpus_allowed_count: Optional[int] = None
 
 
 class TaskSummary(Fact):

@@ -40,6 +40,7 @@ PROBE_MODULES = (
     "sysdiag.probes.procfs.deleted",
     "sysdiag.probes.sysfs.numa",
     "sysdiag.probes.procfs.mdstat",
+    "sysdiag.probes.sysfs.fuse",
 )
 
 

@@ -101,6 +101,33 @@ def parse_pid_status(text: str, source: str = "/proc/PID/status") -> dict[str, i
     return out
 
 
+def parse_cpus_allowed_list(text: str) -> Optional[str]:
+    """The "Cpus_allowed_list:\t0-3,8" value of /proc/PID/status (None when absent)."""
+    start = text.find("Cpus_allowed_list:")
+    if start < 0:
+        return None
+    end = text.find("\n", start)
+    value = text[start + len("Cpus_allowed_list:"):end if end >= 0 else None].strip()
+    return value or None
+
+
+def count_cpu_list(text: str, source: str = "Cpus_allowed_list") -> int:
+    """How many CPUs a kernel CPU list names, without expanding it ("0-1023" is 1024).
+
+    >>> count_cpu_list("0-3,8,10-11")
+    7
+    """
+    count = 0
+    for part in text.split(","):
+        lo, sep, hi = part.partition("-")
+        first = to_int(lo, source, "cpu list")
+        last = to_int(hi, source, "cpu list") if sep else first
+        if last < first:
+            raise ParseError(source, f"cpu range {part!r} runs backwards")
+        count += last - first + 1
+    return count
+
+
 def parse_schedstat(text: str, source: str = "/proc/PID/schedstat") -> int:
     """Run-queue wait in ns: the second of "on_cpu_ns wait_ns timeslices"."""
     parts = text.split()
@@ -155,6 +182,8 @@ class ProcReading:
     stat: PidStat
     status: dict[str, int] = field(default_factory=dict)
     run_delay_ns: Optional[int] = None
+    cpus_allowed_list: Optional[str] = None
+    cpus_allowed_count: Optional[int] = None
     # last sample only
     wchan: Optional[str] = None
     cgroup: Optional[str] = None
@@ -267,6 +296,14 @@ class ProcessesProbe(Probe):
         status = self._optional(read, f"{base}/status")
         if status is not None:
             proc.status = parse_pid_status(status, f"{base}/status")
+            allowed = parse_cpus_allowed_list(status)
+            try:
+                proc.cpus_allowed_count = count_cpu_list(allowed, f"{base}/status") \
+                    if allowed else None
+                proc.cpus_allowed_list = allowed
+            except ParseError as err:  # affinity left out; the counters of this pid stay
+                if f"{err}; affinity left out" not in self.warnings:  # sample() runs twice
+                    self.warn(f"{err}; affinity left out")
         schedstat = self._optional(read, f"{base}/schedstat")
         if schedstat:  # empty without CONFIG_SCHED_INFO
             proc.run_delay_ns = parse_schedstat(schedstat, f"{base}/schedstat")
@@ -432,6 +469,7 @@ def _process_fact(root: str, p: ProcReading, before: Optional[ProcReading],
         tracer_pid=st.get("TracerPid"), fd_count=p.fd_count, fd_soft_limit=p.fd_soft_limit,
         fd_pct_of_limit=pct(p.fd_count, p.fd_soft_limit),
         age_s=(round(uptime_s - s.starttime / clk_tck, 2) if uptime_s is not None else None),
+        cpus_allowed_list=p.cpus_allowed_list, cpus_allowed_count=p.cpus_allowed_count,
     )
     if before is not None and window is not None:
         b = before.stat
