@@ -42,9 +42,35 @@ class ProbeContext:
     live: bool = True
     scope: Scope = field(default_factory=Scope)
     euid: int = field(default_factory=os.geteuid)
+    #: the network namespace --netns/--pid chose when it is not sysdiag's own (a path to
+    #: enter, see probes/scope.py): `netns_scoped` probes sample inside it
+    netns_path: Optional[str] = None
+    netns_label: Optional[str] = None
+    #: --iface and the interfaces related to it (master, peer, ports); None: every one
+    ifaces: Optional[frozenset[str]] = None
 
     def proc(self, *parts: str | int) -> Path:
         return self.proc_root.joinpath(*map(str, parts))
+
+    def net(self, *parts: str | int) -> Path:
+        """A /proc/net file of the network namespace in scope. Live and scoped, the probe
+        runs in a thread inside the namespace, whose view is /proc/thread-self/net
+        (/proc/net is /proc/self/net, the main thread's); a captured tree scoped with
+        --pid has /proc/PID/net."""
+        if self.live and self.netns_path is not None:
+            return self.proc_root.joinpath("thread-self", "net", *map(str, parts))
+        if not self.live and self.scope.pid is not None:
+            return self.proc_root.joinpath(str(self.scope.pid), "net", *map(str, parts))
+        return self.proc_root.joinpath("net", *map(str, parts))
+
+    @property
+    def foreign_netns(self) -> bool:
+        """True when the network probes read another namespace than the one sysfs shows."""
+        return self.netns_path is not None
+
+    def wants_iface(self, ifname: str) -> bool:
+        """Whether per-interface probes should report `ifname` (--iface scoping)."""
+        return self.ifaces is None or ifname in self.ifaces
 
     def sys(self, *parts: str | int) -> Path:
         return self.sys_root.joinpath(*map(str, parts))
@@ -102,6 +128,9 @@ class Probe:
     timeout_s: ClassVar[float] = 5.0
     #: take a sample at both ends of the window (counters); False: once, at the end
     sampled: ClassVar[bool] = True
+    #: reads per-network-namespace state: with --netns/--pid the runner takes its samples
+    #: in a thread inside that namespace (probes/scope.py)
+    netns_scoped: ClassVar[bool] = False
 
     def __init__(self) -> None:
         #: partial problems that did not stop the probe; reported in coverage

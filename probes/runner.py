@@ -77,6 +77,20 @@ def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
+def _in_scope(probe: Probe, ctx: ProbeContext, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """`fn`, run inside the network namespace in scope when the probe reads one."""
+    if not (probe.netns_scoped and ctx.netns_path is not None):
+        return fn
+
+    def scoped() -> Any:
+        from .scope import entered_netns
+
+        with entered_netns(ctx.netns_path, ctx.netns_label):  # this call's own thread
+            return fn()
+
+    return scoped
+
+
 def run_probes(probes: list[Probe], ctx: ProbeContext, window_s: float,
                deadline_s: float) -> Collection:
     """Sample every probe at both ends of `window_s`, finishing by `deadline_s`
@@ -104,7 +118,8 @@ def run_probes(probes: list[Probe], ctx: ProbeContext, window_s: float,
     if two_samples:
         for st in states:
             if st.outcome is None and st.probe.sampled:
-                pending[id(st)] = (st, _Call(lambda st=st: st.probe.sample(ctx)))
+                pending[id(st)] = (st, _Call(_in_scope(st.probe, ctx,
+                                                       lambda st=st: st.probe.sample(ctx))))
         for st, call in pending.values():
             until = min(call.started + st.probe.timeout_s, hard_end)
             finished = call.wait(until)
@@ -143,7 +158,7 @@ def run_probes(probes: list[Probe], ctx: ProbeContext, window_s: float,
             first = st.first if st.first_at is not None else None
             return st.probe.facts(ctx, first, value, elapsed)
 
-        calls[id(st)] = (st, _Call(last))
+        calls[id(st)] = (st, _Call(_in_scope(st.probe, ctx, last)))
     for st, call in calls.values():
         until = min(call.started + st.probe.timeout_s, hard_end)
         finished = call.wait(until)

@@ -23,8 +23,9 @@ from sysdiag.engine.results import EngineResult, RuledOut
 from sysdiag.facts import Fact, HostInfo, ProbeOutcome, Scope, Snapshot, SnapshotError, \
     load_snapshot
 from sysdiag.probes.base import Probe, ProbeContext
+from sysdiag.probes.scope import ScopeError, scope_context
 
-from . import followups, tracing
+from . import followups
 from .defaults import DEADLINE_S, THRESHOLD, WINDOW_S
 from .errors import InputError
 from .exonerate import NO_RULES, exonerations
@@ -51,10 +52,6 @@ class Options:
     threshold: float = THRESHOLD
     #: report rule files that fail to load and go on without them (else InputError)
     tolerate_rule_errors: bool = False
-    #: eBPF tracing probes: None auto (sysdiag/tracing.py), True always, False never
-    ebpf: Optional[bool] = None
-    #: with ebpf True: the tracing probes to run with the cheap ones (None: all)
-    ebpf_probes: Optional[list[str]] = None
 
 
 @dataclass
@@ -103,10 +100,8 @@ def probe_context(options: Options) -> ProbeContext:
     scope = options.scope
     if scope.pid is not None and not (proc_root / str(scope.pid)).is_dir():
         raise InputError(f"--pid {scope.pid}: no such process under {proc_root}")
-    if scope.iface is not None:
-        if not _NAME.match(scope.iface) or not (sys_root / "class/net" / scope.iface).exists():
-            raise InputError(f"--iface {scope.iface}: no such interface under "
-                             f"{sys_root}/class/net (`ip link` lists them)")
+    if scope.iface is not None and not _NAME.match(scope.iface):
+        raise InputError(f"--iface {scope.iface}: no such interface (not an interface name)")
     if scope.cgroup is not None:
         _check_cgroup(scope.cgroup, sys_root)
     if scope.netns is not None:
@@ -115,7 +110,14 @@ def probe_context(options: Options) -> ProbeContext:
         if live and not Path("/run/netns", scope.netns).exists():
             raise InputError(f"--netns {scope.netns}: no such namespace in /run/netns "
                              "(`ip netns list` lists them)")
-    return ProbeContext(proc_root=proc_root, sys_root=sys_root, live=live, scope=scope)
+    if scope.netns is not None and not live:
+        raise InputError(f"--netns {scope.netns}: a captured tree has no named namespaces; "
+                         "use --pid PID to read that process's /proc/PID/net")
+    ctx = ProbeContext(proc_root=proc_root, sys_root=sys_root, live=live, scope=scope)
+    try:  # the namespace to read and the interfaces to report (probes/scope.py)
+        return scope_context(ctx)
+    except ScopeError as err:
+        raise InputError(str(err)) from err
 
 
 def _check_cgroup(path: str, sys_root: Path) -> None:
@@ -180,8 +182,6 @@ def collect(options: Options, probe_names: Optional[list[str]] = None,
     registry = probe_registry()
     if probe_names is None:
         probe_names = [*_cheap_first(registry), *(p for p in PLANNED_PROBES if p not in registry)]
-    probe_names = tracing.first_phase(probe_names, registry, options.ebpf, options.ebpf_probes,
-                                      live=ctx.live)
     runnable = [registry[name]() for name in probe_names if name in registry]
     window = options.window_s if options.window_s is not None else WINDOW_S
     deadline_left = options.deadline_s - (time.monotonic() - started)
@@ -246,16 +246,9 @@ def diagnose(symptom: str, options: Options) -> Report:
     else:  # sample the host (or read the captured tree) with the playbook's probes
         if options.window_s is None:
             options = dataclasses.replace(options, window_s=playbook.window_s)
-        candidates = None if playbook.all_hypotheses else list(playbook.hypotheses)
-        options = dataclasses.replace(options, ebpf_probes=tracing.probes_for(
-            rulebase, candidates, probe_registry()))
         collected = collect(options, playbook.probe_names(_cheap_first(probe_registry())), started)
         snapshot, deadline_hit = collected.snapshot, collected.deadline_hit
         timings.update(collected.timings)
-        snapshot, traced_late, tracing_timings = tracing.second_phase(
-            snapshot, rulebase, candidates, options, started)
-        deadline_hit |= traced_late
-        timings.update(tracing_timings)
         live = snapshot.live
         source = "live" if live else f"tree:{snapshot.proc_root}"
 
@@ -335,8 +328,7 @@ def _coverage(snapshot: Snapshot, playbook: Playbook) -> list[ProbeOutcome]:
     """Every probe the snapshot recorded, then the playbook's probes it lacks."""
     coverage = list(snapshot.coverage)
     recorded = {o.probe for o in coverage}
-    registry = probe_registry()
-    for name in tracing.first_phase(playbook.probe_names(registry), registry, False):
+    for name in playbook.probe_names(probe_registry()):
         if name not in recorded:
             reason = NOT_IMPLEMENTED if name in PLANNED_PROBES else \
                 "not in the snapshot (it was collected without this probe)"

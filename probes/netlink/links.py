@@ -256,7 +256,7 @@ def read_sysfs_link(ctx: ProbeContext, ifname: str,
     """One interface from a captured tree: /sys/class/net/IF and its /proc/net/dev row."""
     base = ctx.sys("class", "net", ifname)
     counters: dict[str, int] = {}
-    source = str(ctx.proc("net", "dev"))
+    source = str(ctx.net("dev"))
     if net_dev_row is not None:
         counters.update(counters_from_proc_net_dev(net_dev_row))
     if not os.path.isdir(base):
@@ -353,6 +353,7 @@ class NetLinksProbe(Probe):
     description = ("network interfaces: kind, state, MTU, qdisc, master/peer and the "
                    "packet, error and drop counters (netlink; /proc/net/dev + sysfs offline)")
     timeout_s = 5.0
+    netns_scoped = True
 
     def __init__(self, netns: Optional[str] = None) -> None:
         super().__init__()
@@ -371,7 +372,7 @@ class NetLinksProbe(Probe):
         for msg in messages:
             reading = reading_from_ifinfmsg(msg)
             # /sys/class/net shows the namespace sysfs was mounted in: only for our own
-            if self.netns is None:
+            if self.netns is None and not ctx.foreign_netns:
                 extras = sysfs_link_extras(ctx, reading.ifname, reading.ifindex)
                 kind = reading.link_kind
                 if kind == "unknown" and extras.get("has_device"):
@@ -382,7 +383,7 @@ class NetLinksProbe(Probe):
         return readings
 
     def _sample_files(self, ctx: ProbeContext) -> dict[str, LinkReading]:
-        dev_path = ctx.proc("net", "dev")
+        dev_path = ctx.net("dev")
         dev_text = ctx.read_optional(dev_path)
         rows = parse_proc_net_dev(dev_text, str(dev_path)) if dev_text is not None else {}
         class_net = ctx.sys("class", "net")
@@ -401,4 +402,5 @@ class NetLinksProbe(Probe):
 
     def facts(self, ctx: ProbeContext, first: Optional[dict[str, LinkReading]],
               last: dict[str, LinkReading], elapsed_s: Optional[float]) -> list[Fact]:
-        return list(link_facts(first, last, elapsed_s))
+        # relations are resolved over every link, then --iface keeps its own
+        return [f for f in link_facts(first, last, elapsed_s) if ctx.wants_iface(f.ifname)]

@@ -251,6 +251,7 @@ class QdiscsProbe(Probe):
     description = ("qdiscs and HTB classes with sent/dropped/overlimits/requeues, backlog "
                    "and shaping parameters (netlink, like tc -s -d qdisc/class)")
     timeout_s = 5.0
+    netns_scoped = True
 
     def __init__(self, netns: Optional[str] = None) -> None:
         super().__init__()
@@ -263,7 +264,7 @@ class QdiscsProbe(Probe):
 
     def sample(self, ctx: ProbeContext) -> TcSample:
         require_live(ctx)
-        ticks_per_us = parse_psched(ctx.read_optional(ctx.proc("net", "psched")))
+        ticks_per_us = parse_psched(ctx.read_optional(ctx.net("psched")))
         with rtnl(self.netns) as ipr:
             links = dump(ipr.get_links)
             qdisc_msgs = dump(ipr.get_qdiscs)
@@ -287,4 +288,4 @@ class QdiscsProbe(Probe):
                                elapsed_s))
         out.extend(class_facts(first.classes if first else None, last.classes, last.ifnames,
                                elapsed_s))
-        return out
+        return [f for f in out if ctx.wants_iface(f.ifname)]  # --iface

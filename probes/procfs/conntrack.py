@@ -138,6 +138,7 @@ class ConntrackProbe(Probe):
     provides = ("conntrack",)
     description = ("connection tracking table: entries vs nf_conntrack_max and per-CPU drop/"
                    "early_drop/insert_failed/invalid counters (/proc, never ctnetlink)")
+    netns_scoped = True  # per-namespace count; /proc/sys reads follow the thread
 
     def _sysctl(self, ctx: ProbeContext, name: str) -> Optional[int]:
         path = ctx.proc("sys", "net", "netfilter", name)
@@ -151,7 +152,7 @@ class ConntrackProbe(Probe):
         return parse_one_int(text, str(path))
 
     def sample(self, ctx: ProbeContext) -> ConntrackSample:
-        stat_path = ctx.proc("net", "stat", "nf_conntrack")
+        stat_path = ctx.net("stat", "nf_conntrack")
         stat_text = ctx.read_optional(stat_path)
         count = self._sysctl(ctx, "nf_conntrack_count")
         if count is None and stat_text is None:

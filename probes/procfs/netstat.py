@@ -237,27 +237,28 @@ class NetstatProbe(Probe):
     provides = ("net_counters", "sockstat")
     description = ("TCP/UDP/IP counters (/proc/net/snmp, netstat, snmp6) and socket memory "
                    "(/proc/net/sockstat) against tcp_mem")
+    netns_scoped = True
 
     def sample(self, ctx: ProbeContext) -> NetstatSample:
         sections: dict[str, dict[str, int]] = {}
         sources = []
         for name in ("snmp", "netstat"):
-            path = ctx.proc("net", name)
+            path = ctx.net(name)
             text = ctx.read_optional(path)
             if text is None:
                 continue
             sections.update(parse_snmp_pairs(text, str(path)))
             sources.append(str(path))
-        path = ctx.proc("net", "snmp6")
+        path = ctx.net("snmp6")
         text = ctx.read_optional(path)  # absent when IPv6 is disabled
         if text is not None:
             sections[""] = parse_snmp6(text, str(path))
             sources.append(str(path))
-        sock_path = ctx.proc("net", "sockstat")
+        sock_path = ctx.net("sockstat")
         sock_text = ctx.read_optional(sock_path)
         if not sources and sock_text is None:
             raise FileNotFoundError(2, "none of /proc/net/{snmp,netstat,snmp6,sockstat}",
-                                    str(ctx.proc("net")))
+                                    str(ctx.net()))
         # tcp_mem and udp_mem are global: only the initial namespace's /proc/sys has them
         # (inside a container's namespace they are unknown); ipfrag_high_thresh is per netns
         ipv4 = ctx.proc("sys", "net", "ipv4")
@@ -280,11 +281,11 @@ class NetstatProbe(Probe):
         if last.sources:
             out.append(counter_facts(first, last, elapsed_s))
         for name, lost in (("snmp", "Ip/Tcp/Udp"), ("netstat", "TcpExt/IpExt")):
-            if str(ctx.proc("net", name)) not in last.sources:
-                self.warn(f"{ctx.proc('net', name)} missing: {lost} counters unknown")
+            if str(ctx.net(name)) not in last.sources:
+                self.warn(f"{ctx.net(name)} missing: {lost} counters unknown")
         sockstat = sockstat_fact(last)
         if sockstat is not None:
             out.append(sockstat)
         else:
-            self.warn(f"{ctx.proc('net', 'sockstat')} missing: socket memory unknown")
+            self.warn(f"{ctx.net('sockstat')} missing: socket memory unknown")
         return out

@@ -122,9 +122,10 @@ class SoftnetProbe(Probe):
     provides = ("softnet",)
     description = ("per-CPU packet processing: backlog drops, NAPI budget squeezes, RPS "
                    "(/proc/net/softnet_stat)")
+    netns_scoped = True
 
     def sample(self, ctx: ProbeContext) -> SoftnetSample:
-        path = ctx.proc("net", "softnet_stat")
+        path = ctx.net("softnet_stat")
         lines = parse_softnet_stat(ctx.read_text(path), str(path))
         # global sysctls: a non-initial network namespace's /proc/sys lacks them (None)
         sysctls = {name: _sysctl(ctx, name)
@@ -134,4 +135,4 @@ class SoftnetProbe(Probe):
     def facts(self, ctx: ProbeContext, first: Optional[SoftnetSample], last: SoftnetSample,
               elapsed_s: Optional[float]) -> list[Fact]:
         return list(softnet_facts(first.lines if first else None, last.lines, elapsed_s,
-                                  str(ctx.proc("net", "softnet_stat")), last.sysctls))
+                                  str(ctx.net("softnet_stat")), last.sysctls))

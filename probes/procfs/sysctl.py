@@ -180,6 +180,7 @@ class SysctlProbe(Probe):
     description = ("kernel tunables the rules compare against (net.core, net.ipv4, kernel, vm, "
                    "fs) and per-interface rp_filter/ARP settings, from /proc/sys")
     sampled = False
+    netns_scoped = True  # net.* values are per network namespace
 
     def _read(self, ctx: ProbeContext, rel: str) -> Optional[str]:
         path = ctx.proc("sys", *rel.split("/"))
@@ -206,7 +207,8 @@ class SysctlProbe(Probe):
             names = sorted(os.listdir(conf))
         except FileNotFoundError:
             return {}
-        names = [n for n in names if n != "default"]
+        names = [n for n in names  # --iface keeps "all" and its own
+                 if n != "default" and (n == "all" or ctx.wants_iface(n))]
         if len(names) > MAX_IFACES + 1:
             self.warn(f"{conf}: {len(names) - 1} interfaces, only the first {MAX_IFACES} read")
             names = ["all", *[n for n in names if n != "all"][:MAX_IFACES]]
