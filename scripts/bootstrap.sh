@@ -37,6 +37,20 @@ if [ ${#apt_packages[@]} -gt 0 ]; then
     fi
 fi
 
+# Optional: tests that need these skip (saying why) when they are missing.
+# bindfs: a FUSE daemon for tests/safety/test_fuse_deadline.py (a mount whose daemon hangs).
+optional_packages=()
+command -v bindfs >/dev/null 2>&1 || optional_packages+=(bindfs)
+if [ ${#optional_packages[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "bootstrap: installing optional test packages: ${optional_packages[*]}" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${optional_packages[@]}" >/dev/null \
+            || echo "bootstrap: could not install ${optional_packages[*]}; their tests will skip" >&2
+    else
+        echo "bootstrap: optional test packages missing: ${optional_packages[*]} (their tests skip)" >&2
+    fi
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
