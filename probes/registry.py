@@ -41,6 +41,7 @@ PROBE_MODULES = (
     "sysdiag.probes.sysfs.numa",
     "sysdiag.probes.procfs.mdstat",
     "sysdiag.probes.sysfs.fuse",
+    "sysdiag.probes.procfs.interrupts",
 )
 
 

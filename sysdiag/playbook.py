@@ -30,7 +30,6 @@ PLANNED_PROBES: dict[str, str] = {
     # network (issue 3)
     "neigh": "neighbour (ARP/ND) tables (netlink)",
     "routes": "routing tables (netlink)",
-    "interrupts": "per-CPU interrupt and softirq counts (/proc/interrupts, /proc/softirqs)",
 }
 
 #: placeholders a follow-up command may use; filled from --pid/--iface/... or the evidence
