@@ -156,7 +156,7 @@ def decode_taint(value: int) -> tuple[str, str]:
     """(letters, names) of the set taint bits, in bit order.
 
     >>> decode_taint(512 + 4096 + 1)
-    ('POW', 'proprietary_module,out_of_tree_module,warning')
+    ('PWO', 'proprietary_module,warning,out_of_tree_module')
     """
     letters, names = [], []
     for bit in range(max(value.bit_length(), 1)):
