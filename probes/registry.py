@@ -42,6 +42,7 @@ PROBE_MODULES = (
     "sysdiag.probes.procfs.mdstat",
     "sysdiag.probes.sysfs.fuse",
     "sysdiag.probes.procfs.interrupts",
+    "sysdiag.probes.sysfs.queues",
 )
 
 
