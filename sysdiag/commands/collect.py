@@ -1,6 +1,7 @@
 """`sysdiag collect -o snap.json`: save what the probes see, to diagnose later."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -10,9 +11,9 @@ import typer
 
 from sysdiag.defaults import DEADLINE_S
 
-from .common import (EXIT_INCOMPLETE, CgroupOpt, DeadlineOpt, IfaceOpt, NetnsOpt, PidOpt,
-                     ProcRootOpt, SysRootOpt, UserError, WindowOpt, make_scope, warn,
-                     write_stdout)
+from .common import (EXIT_INCOMPLETE, CgroupOpt, DeadlineOpt, EbpfOpt, IfaceOpt, NetnsOpt,
+                     PidOpt, ProcRootOpt, SysRootOpt, UserError, WindowOpt, make_scope,
+                     warn, write_stdout)
 
 
 def collect_command(
@@ -26,16 +27,28 @@ def collect_command(
     cgroup: CgroupOpt = None,
     pid: PidOpt = None,
     iface: IfaceOpt = None,
+    ebpf: EbpfOpt = None,
 ) -> None:
     """Run every probe and save the facts as a snapshot (`diagnose --from FILE` reads it).
 
     Exit 0 when saved, 3 when saved but incomplete (deadline hit or a probe timed out).
     """
-    from sysdiag.pipeline import Options, collect
+    import time
 
+    from sysdiag.pipeline import Options, collect, load_rules
+    from sysdiag.tracing import second_phase
+
+    started = time.monotonic()
     options = Options(window_s=window, deadline_s=deadline, proc_root=proc_root,
-                      sys_root=sys_root, scope=make_scope(pid, cgroup, netns, iface))
-    collected = collect(options)
+                      sys_root=sys_root, scope=make_scope(pid, cgroup, netns, iface), ebpf=ebpf)
+    collected = collect(options, started=started)
+    if collected.snapshot.live and ebpf is not True:
+        # auto: trace what the hypotheses of every symptom (as for `health`) would need
+        rulebase, _ = load_rules(dataclasses.replace(options, tolerate_rule_errors=True))
+        snapshot, late, _ = second_phase(collected.snapshot, rulebase, None, options, started,
+                                         record_all=True)
+        collected = dataclasses.replace(collected, snapshot=snapshot,
+                                        deadline_hit=collected.deadline_hit or late)
     text = collected.snapshot.to_json() + "\n"
     if str(output) == "-":
         write_stdout(text)

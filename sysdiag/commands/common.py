@@ -48,6 +48,10 @@ CgroupOpt = Annotated[Optional[str], typer.Option(
 PidOpt = Annotated[Optional[int], typer.Option(
     "--pid", min=1, metavar="PID", rich_help_panel=SCOPE_PANEL,
     help="The process the symptom is about.")]
+EbpfOpt = Annotated[Optional[bool], typer.Option(
+    "--ebpf/--no-ebpf",
+    help="Trace with eBPF (bcc, needs root): --ebpf always, --no-ebpf never; default: only "
+         "when a live hypothesis needs it and the overhead fits the budget (docs/ebpf.md).")]
 IfaceOpt = Annotated[Optional[str], typer.Option(
     "--iface", metavar="IF", rich_help_panel=SCOPE_PANEL, help="The network interface.")]
 

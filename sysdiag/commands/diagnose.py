@@ -8,9 +8,9 @@ import typer
 
 from sysdiag.defaults import DEADLINE_S, THRESHOLD
 
-from .common import (EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, CgroupOpt, DeadlineOpt, IfaceOpt,
-                     NetnsOpt, OutputFormat, PidOpt, ProcRootOpt, SCOPE_PANEL, SysRootOpt,
-                     WindowOpt, make_scope, use_color, warn, write_stdout)
+from .common import (EXIT_FINDINGS, EXIT_INCOMPLETE, EXIT_OK, CgroupOpt, DeadlineOpt, EbpfOpt,
+                     IfaceOpt, NetnsOpt, OutputFormat, PidOpt, ProcRootOpt, SCOPE_PANEL,
+                     SysRootOpt, WindowOpt, make_scope, use_color, warn, write_stdout)
 
 
 
@@ -29,6 +29,7 @@ def diagnose_command(
     cgroup: CgroupOpt = None,
     pid: PidOpt = None,
     iface: IfaceOpt = None,
+    ebpf: EbpfOpt = None,
     fmt: Annotated[OutputFormat, typer.Option(
         "--format", "-f", help="text for a terminal, json for machines, markdown for a ticket.")
     ] = OutputFormat.text,
@@ -58,7 +59,7 @@ def diagnose_command(
         window_s=window, deadline_s=deadline, from_path=from_, proc_root=proc_root,
         sys_root=sys_root, scope=make_scope(pid, cgroup, netns, iface), top=top,
         rules_dirs=list(rules_dir or []), strict=strict, follow_ups=not no_follow_ups,
-        threshold=threshold)
+        threshold=threshold, ebpf=ebpf)
     report = diagnose(symptom, options)
     write_stdout(render(report, fmt.value, color=fmt is OutputFormat.text and use_color()))
     if report.incomplete:

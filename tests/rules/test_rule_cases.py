@@ -21,6 +21,10 @@ def test_rule_case(rulebase, fname, hid, case):
     result = diagnose(rulebase, case["facts"], case.get("scope"))
     assert not result.rule_errors, result.rule_errors
     fired = fired_rules(result)
+    for hyp in result.hypotheses:  # every value an explanation or evidence names was found
+        assert "?" not in hyp.explanation, f"{hyp.id}: {hyp.explanation}"
+        for ev in hyp.evidence + hyp.against:
+            assert "?" not in (ev.text or ""), f"{ev.rule}: {ev.text}"
     for rule in case.get("fires", []):
         assert rule in fired, f"{rule} did not fire; fired: {sorted(fired)}"
     for rule in case.get("silent", []):
@@ -46,7 +50,6 @@ def test_rule_case(rulebase, fname, hid, case):
             assert hyp.pattern == case["pattern"]
         if "explanation" in case:
             assert case["explanation"] in hyp.explanation, hyp.explanation
-            assert "?" not in hyp.explanation, f"a value is missing: {hyp.explanation}"
         if "next_command" in case:
             assert any(case["next_command"] in c for c in hyp.next_commands), hyp.next_commands
         for field, value in case.get("evidence", {}).items():
