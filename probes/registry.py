@@ -43,6 +43,7 @@ PROBE_MODULES = (
     "sysdiag.probes.sysfs.fuse",
     "sysdiag.probes.procfs.interrupts",
     "sysdiag.probes.sysfs.queues",
+    "sysdiag.probes.netlink.ethtool",
 )
 
 
