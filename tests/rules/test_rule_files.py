@@ -41,7 +41,10 @@ def knowledge_ids() -> set[str]:
 
 
 def builtin_files() -> list[Path]:
-    return sorted(builtin_rules_dir().rglob("*.yaml"))
+    """Rule files, without the rule packs' own test files (rules/<domain>/tests/)."""
+    root = builtin_rules_dir()
+    return sorted(p for p in root.rglob("*.yaml")
+                  if not {"tests", "cases"} & set(p.relative_to(root).parts[:-1]))
 
 
 def test_every_builtin_file_loads_into_the_rulebase(rulebase):
