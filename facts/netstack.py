@@ -185,16 +185,21 @@ class NeighTable(Fact):
 
     family: Family
     table: str  # "arp_cache", "ndisc_cache"
-    entries: int  # entries in the dump (all interfaces)
-    reachable: int = 0
-    stale: int = 0
-    delay: int = 0
-    probe: int = 0
-    incomplete: int = 0
-    failed: int = 0
-    noarp: int = 0
-    permanent: int = 0
-    #: the kernel's own entry count (ndt_stats/ /proc/net/stat entries), when known
+    #: entries of this namespace (all interfaces), by state; None where they could not be
+    #: listed (a captured tree has /proc/net/arp for IPv4 only). From /proc/net/arp the
+    #: states cannot be told apart: unresolved entries (INCOMPLETE or FAILED) count as
+    #: incomplete, resolved ones only in `entries`
+    entries: Optional[int] = None
+    reachable: Optional[int] = None
+    stale: Optional[int] = None
+    delay: Optional[int] = None
+    probe: Optional[int] = None
+    incomplete: Optional[int] = None
+    failed: Optional[int] = None
+    noarp: Optional[int] = None
+    permanent: Optional[int] = None
+    #: the kernel's own entry count, all namespaces together (the table and gc_thresh*
+    #: are global): NDTA_CONFIG or the `entries` column of /proc/net/stat/*_cache
     kernel_entries: Optional[int] = None
     gc_thresh1: Optional[int] = None  # below this the GC leaves entries alone
     gc_thresh2: Optional[int] = None  # soft limit (GC after 5 s above it)
@@ -228,6 +233,7 @@ class NeighEntry(Fact):
     address: str
     ifname: str
     ifindex: Optional[int] = None
+    #: "incomplete" from /proc/net/arp covers FAILED too (it cannot tell them apart)
     state: Literal["incomplete", "failed"]
     #: the entry is the gateway of a default route
     is_default_gateway: Optional[bool] = None

@@ -28,8 +28,6 @@ SYMPTOMS = ("high-latency", "packet-loss", "connection-failures", "slow-throughp
 #: Remove a name from here when its probe is registered (a test checks both never overlap).
 PLANNED_PROBES: dict[str, str] = {
     # network (issue 3)
-    "neigh": "neighbour (ARP/ND) tables (netlink)",
-    "routes": "routing tables (netlink)",
 }
 
 #: placeholders a follow-up command may use; filled from --pid/--iface/... or the evidence

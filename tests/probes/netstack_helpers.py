@@ -35,7 +35,9 @@ print(json.dumps({"outcome": outcome.model_dump(mode="json"),
 def run(*args: str, check: bool = True, timeout: float = 20) -> str:
     done = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
     if check and done.returncode != 0:
-        raise subprocess.CalledProcessError(done.returncode, args, done.stdout, done.stderr)
+        err = subprocess.CalledProcessError(done.returncode, args, done.stdout, done.stderr)
+        err.add_note(f"stderr: {done.stderr.strip()[-2000:]}")
+        raise err
     return done.stdout
 
 
@@ -85,7 +87,8 @@ def probe_in_netns(ns: str, probe: str, window_s: float = 0.0) -> tuple[dict[str
 @contextmanager
 def started(argv: list[str]) -> Iterator[subprocess.Popen]:
     """A background process, killed (by its own pid) and reaped afterwards."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     try:
         yield proc
     finally:
