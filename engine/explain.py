@@ -11,7 +11,7 @@ from .spec import HypothesisSpec, RuleSpec
 
 _FORMATTER = string.Formatter()
 #: scope placeholders of next_commands -> fact fields that may supply them
-SCOPE_FIELDS = {"pid": ("pid",), "iface": ("iface", "dev", "interface"), "netns": ("netns",),
+SCOPE_FIELDS = {"pid": ("pid",), "iface": ("iface", "ifname", "dev", "interface"), "netns": ("netns",),
                 "cgroup": ("cgroup",), "comm": ("comm",)}
 
 
@@ -135,7 +135,11 @@ def next_commands(hyp: HypothesisSpec, binds: dict[str, dict], render: dict[str,
             if value is not None:
                 scope[name] = value
                 break
-    scope.update({k: v for k, v in render.items() if v is not None})
+    # The evidence names the object the finding is about (the busy pid, the dropping
+    # interface); the command-line scope only fills placeholders the evidence leaves open.
+    for key, value in render.items():
+        if value is not None:
+            scope.setdefault(key, value)
     out = []
     for template in hyp.next_commands:
         text = render_template(template, binds, scope, quote=True)
@@ -268,3 +272,19 @@ class Explainer:
                 reason = f"{text} is false (actual {shown}, fact {fact['id']})"
             best[0] = Why(reason=reason, failed_condition=text, actual=actual)
         return False
+
+
+def in_scope(binds: dict[str, dict], render: dict[str, Any]) -> bool:
+    """Whether the facts behind a finding are about the object the user scoped to
+    (--pid, --iface, --cgroup, --netns): such findings rank above host-wide ones."""
+    wanted = {name: str(render[name]) for name in ("pid", "iface", "cgroup", "netns")
+              if render.get(name) is not None}
+    if not wanted:
+        return False
+    fields = {"pid": ("pid", "ppid", "holder_pid"), "iface": SCOPE_FIELDS["iface"],
+              "cgroup": ("cgroup", "path"), "netns": ("netns",)}
+    for fact in binds.values():
+        for name, value in wanted.items():
+            if any(str(fact.get(f)) == value for f in fields[name] if fact.get(f) is not None):
+                return True
+    return False

@@ -104,8 +104,12 @@ def _conclude(rb: RuleBase, session, candidates: Optional[list[str]], coverage: 
             continue
         for scored in scored_by_hyp.get(hid, []):
             if scored.certainty != "unlikely":
-                reported.append((scored, _hypothesis(spec, scored, session, gates_passed, render)))
-    reported.sort(key=lambda p: ranking_key(p[1].score, p[1].severity, p[1].id, p[1].subject))
+                hyp = _hypothesis(spec, scored, session, gates_passed, render)
+                binds = {f"{i}.{a}": facts[fid] for i, item in enumerate(scored.items)
+                         for a, fid in item.facts.items() if fid in facts}
+                reported.append((X.in_scope(binds, render), hyp))
+    reported.sort(key=lambda p: ranking_key(p[1].score, p[1].severity, p[1].id, p[1].subject,
+                                            p[1].certainty, p[0]))
     hyps = _causal_links(rb, [h for _, h in reported])
 
     explainer = X.Explainer(facts, coverage, rb.derivers_of)

@@ -113,8 +113,16 @@ def causal_order(ranked: list, causes_of: dict[str, list[str]]) -> list:
     return order
 
 
-def ranking_key(score: float, severity: str, hid: str, subject: str) -> tuple:
-    return (-score, -SEVERITY_RANK.get(severity, 0), hid, subject)
+CERTAINTY_RANK = {"confirmed": 3, "likely": 2, "possible": 1, "unlikely": 0}
+
+
+def ranking_key(score: float, severity: str, hid: str, subject: str,
+                certainty: str = "unlikely", scoped: bool = False) -> tuple:
+    """Best first. Within one certainty label, findings about the scoped object
+    (--pid, --iface, ...) come before host-wide ones (issue: "scoped objects above
+    host-wide noise"); a stronger label always wins."""
+    return (-CERTAINTY_RANK.get(certainty, 0), not scoped, -score,
+            -SEVERITY_RANK.get(severity, 0), hid, subject)
 
 
 def candidate_relevance(candidates: Optional[list[str]]) -> dict[str, float]:

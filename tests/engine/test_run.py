@@ -314,8 +314,24 @@ def test_next_commands_scope_evidence_quoting_and_dropping(pack):
     assert h.next_commands == ["pidstat -p 7 1 5",
                                "cat /sys/fs/cgroup//system.slice/x.service/cpu.stat",
                                "echo 'my app'"]  # {iface} has no value: dropped
+    # the evidence names the pid the finding is about; the scope fills only what is left open
     [h] = run_engine(rb, facts, None, [], render={"pid": "42", "iface": "eth0"}).hypotheses
-    assert h.next_commands[0] == "pidstat -p 42 1 5" and "ip -s link show eth0" in h.next_commands
+    assert h.next_commands[0] == "pidstat -p 7 1 5" and "ip -s link show eth0" in h.next_commands
+
+
+def test_scoped_object_ranks_first_within_its_certainty(pack):
+    rule = hyp_file("zz-busy", """  - id: zz-busy.r
+    weight: 3
+    when:
+      p: process where cpu_pct >= 90
+    subject: "pid {p.pid}"
+""")
+    rb = pack({"c.yaml": rule})
+    facts = [proc(7, cpu_pct=99.0), proc(8, cpu_pct=91.0)]
+    unscoped = run_engine(rb, facts, None, []).hypotheses
+    assert [h.subject for h in unscoped] == ["pid 7", "pid 8"]
+    scoped = run_engine(rb, facts, None, [], render={"pid": "8"}).hypotheses
+    assert [h.subject for h in scoped] == ["pid 8", "pid 7"]
 
 
 def test_health_sweep_reports_every_hypothesis(pack):
