@@ -410,7 +410,8 @@ class KernelProbe(Probe):
     def _changes(self, ctx: ProbeContext, boot_time: Optional[object]) -> list[ConfigChange]:
         etc = str(self.etc_root)
         try:
-            _, mounts = read_mountinfo(ctx)
+            # a malformed mountinfo line is the "mounts" probe's to report, not ours
+            _, mounts = read_mountinfo(ctx, on_error=lambda problem: None)
         except Unavailable:
             mounts = []
         where = mount_of(os.path.realpath(etc), mounts)

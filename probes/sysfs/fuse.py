@@ -70,7 +70,7 @@ class FuseProbe(Probe):
 
     def sample(self, ctx: ProbeContext) -> FuseReading:
         reading = FuseReading()
-        _, entries = read_mountinfo(ctx)
+        _, entries = read_mountinfo(ctx, self._warn_once)
         fusectl = any(e.fstype == "fusectl" for e in entries)
         for entry in entries:
             if entry.fuse:
@@ -109,6 +109,10 @@ class FuseProbe(Probe):
             raise Unavailable(f"needs root: the {reading.unreadable} FUSE connections in "
                               f"{base} are readable only by the user who mounted them")
         return reading
+
+    def _warn_once(self, message: str) -> None:
+        if message not in self.warnings:  # sample() runs twice
+            self.warn(message)
 
     def facts(self, ctx: ProbeContext, first: Optional[FuseReading], last: FuseReading,
               elapsed_s: Optional[float]) -> list[Fact]:

@@ -143,3 +143,12 @@ def test_unreadable_connections(tmp_path, monkeypatch):
 def test_fixture_tree_has_no_fuse(tree_ctx):
     outcome, facts = run_one(FuseProbe(), tree_ctx)
     assert outcome.status == "ok" and facts == []
+
+
+def test_a_malformed_mountinfo_line_is_warned_once(tmp_path):
+    ctx = _tree(tmp_path, 1, mountinfo=MOUNTINFO + "garbage without separator\n")
+    probe = FuseProbe()
+    first = probe.sample(ctx)
+    facts = probe.facts(ctx, first, probe.sample(ctx), 1.0)
+    assert {f.conn for f in facts} == {39, 41, FUSEBLK_CONN}
+    assert len(probe.warnings) == 1 and "no ' - ' separator" in probe.warnings[0]

@@ -306,3 +306,18 @@ def test_fixture_tree(tree_ctx):
     assert kernel.vulnerable == "mds,mmio_stale_data"
     assert kernel.release is None and kernel.machine is None  # not in the tree, no uname()
     assert kernel.source.startswith(str(tree_ctx.proc_root))
+
+
+@pytest.mark.live
+def test_a_malformed_mountinfo_does_not_stop_the_change_scan(tmp_path):
+    ctx = ProbeContext(proc_root=_tree(tmp_path).proc_root, sys_root=tmp_path / "sys",
+                       live=True)
+    (tmp_path / "proc/self").mkdir(parents=True)
+    (tmp_path / "proc/self/mountinfo").write_text("garbage\n")
+    etc = tmp_path / "etc"
+    _touch(etc / "sysctl.conf", 60)
+    probe = KernelProbe(etc_root=etc)
+    facts = probe.facts(ctx, None, probe.sample(ctx), None)
+    changes = {f.area: f for f in facts if isinstance(f, ConfigChange)}
+    assert changes["sysctl"].newest_path == str(etc / "sysctl.conf")
+    assert not probe.warnings
