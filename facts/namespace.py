@@ -55,7 +55,8 @@ class ProcessNamespaces(Fact):
     time_ns: Optional[int] = None
     #: the types whose namespace differs from PID 1's ("net,mnt,pid"); "" = none differ
     differs_from_host: Optional[str] = None
-    #: in its own mount or pid namespace: what a container runtime sets up
+    #: in its own pid namespace, or its own mount and UTS namespaces: what container
+    #: runtimes set up (a mount namespace alone is `ip netns exec` or PrivateTmp=)
     containerized: Optional[bool] = None
 
 

@@ -47,6 +47,7 @@ PROBE_MODULES = (
     "sysdiag.probes.procfs.interrupts",
     "sysdiag.probes.sysfs.queues",
     "sysdiag.probes.netlink.ethtool",
+    "sysdiag.probes.netlink.netns",
 )
 
 
