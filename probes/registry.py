@@ -39,6 +39,7 @@ PROBE_MODULES = (
     "sysdiag.probes.netlink.sockets",
     "sysdiag.probes.netlink.neigh",
     "sysdiag.probes.netlink.routes",
+    "sysdiag.probes.netfilter.ruleset",
     "sysdiag.probes.procfs.kernelcfg",
     "sysdiag.probes.procfs.deleted",
     "sysdiag.probes.sysfs.numa",

@@ -75,8 +75,9 @@ def _decode_addr(family: int, raw: bytes) -> str:
 def proc_addr(hex_addr: str, source: str) -> tuple[int, bytes]:
     """(family, address bytes) from /proc/net/tcp's host-order hex ("0100007F").
 
-    >>> proc_addr("0100007F", "tcp")
-    (2, b'\\x7f\\x00\\x00\\x01')
+    >>> family, raw = proc_addr("0100007F", "tcp")
+    >>> family == socket.AF_INET, socket.inet_ntoa(raw)
+    (True, '127.0.0.1')
     """
     try:
         words = [int(hex_addr[i:i + 8], 16) for i in range(0, len(hex_addr), 8)]
