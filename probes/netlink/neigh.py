@@ -211,6 +211,7 @@ class NeighProbe(Probe):
     provides = ("neigh_table", "neigh_entry")
     description = ("neighbour (ARP/ND) tables: entries by state vs gc_thresh, table_fulls, "
                    "res_failed, and unresolved entries (netlink; /proc/net/arp offline)")
+    netns_scoped = True  # --netns/--pid: sampled inside that namespace (probes/scope.py)
 
     def __init__(self, netns: Optional[str] = None) -> None:
         super().__init__()
@@ -240,7 +241,7 @@ class NeighProbe(Probe):
         return to_int(text.strip(), str(path), "value")
 
     def _stat(self, ctx: ProbeContext, table: str) -> Optional[NetStatTable]:
-        path = ctx.proc("net", "stat", table)
+        path = ctx.net("stat", table)
         text = ctx.read_optional(path)
         return None if text is None else parse_net_stat(text, str(path))
 
@@ -306,7 +307,7 @@ class NeighProbe(Probe):
         return gateways
 
     def _sample_files(self, ctx: ProbeContext) -> NeighSample:
-        arp_path = ctx.proc("net", "arp")
+        arp_path = ctx.net("arp")
         arp_text = ctx.read_optional(arp_path)
         tables: dict[str, TableReading] = {}
         bad: list[BadEntry] = []
@@ -323,7 +324,7 @@ class NeighProbe(Probe):
             bad = [BadEntry(family="ipv4", address=a, ifname=dev, ifindex=None,
                             state="incomplete") for a, _, dev in unresolved[:MAX_ENTRIES]]
         for family, table in TABLES.items():
-            stat_path = ctx.proc("net", "stat", table)
+            stat_path = ctx.net("stat", table)
             if family not in tables and stat_path.exists():
                 tables[family] = TableReading(family=family, source=str(stat_path))
         if not tables:

@@ -270,6 +270,7 @@ class RoutesProbe(Probe):
     description = ("main routing table: default route per family with gateway and device, "
                    "route counts, reject routes (netlink; /proc/net/route offline)")
     sampled = False
+    netns_scoped = True  # --netns/--pid: sampled inside that namespace (probes/scope.py)
 
     def __init__(self, netns: Optional[str] = None) -> None:
         super().__init__()
@@ -302,7 +303,7 @@ class RoutesProbe(Probe):
         return routes_fact(v4, v6, ifnames, "netlink RTM_GETROUTE")
 
     def _sample_files(self, ctx: ProbeContext) -> Routes:
-        path4, path6 = ctx.proc("net", "route"), ctx.proc("net", "ipv6_route")
+        path4, path6 = ctx.net("route"), ctx.net("ipv6_route")
         text4, text6 = ctx.read_optional(path4), ctx.read_optional(path6)
         if text4 is None:
             raise Unavailable(f"{path4} is not in the captured tree")

@@ -480,6 +480,7 @@ class SocketsProbe(Probe):
                    "per destination, CLOSE_WAIT holders, retransmits, UDP drops (sock_diag; "
                    "/proc/net/tcp,udp otherwise)")
     cost = "moderate"
+    netns_scoped = True  # --netns/--pid: sampled inside that namespace (probes/scope.py)
     timeout_s = 10.0
 
     def __init__(self, netns: Optional[str] = None) -> None:
@@ -540,7 +541,7 @@ class SocketsProbe(Probe):
     def _sample_proc(self, ctx: ProbeContext, tally: TcpTally) -> SocketSample:
         sources = []
         for name in ("tcp", "tcp6"):
-            path = ctx.proc("net", name)
+            path = ctx.net(name)
             for row in self._proc_rows(ctx, path, udp=False):
                 tally.add_proc_row(row)
             if os.path.exists(path):
@@ -561,7 +562,7 @@ class SocketsProbe(Probe):
     def _udp(self, ctx: ProbeContext, sample: SocketSample, diag_ok: bool) -> None:
         if self.netns is None:
             for name in ("udp", "udp6"):
-                for row in self._proc_rows(ctx, ctx.proc("net", name), udp=True):
+                for row in self._proc_rows(ctx, ctx.net(name), udp=True):
                     self._add_udp(sample, udp_row_from_proc(row))
             return
         if not diag_ok:

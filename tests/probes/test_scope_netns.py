@@ -269,3 +269,32 @@ def test_unknown_interface_in_the_namespace_is_a_usage_error(ns_with_veths):
     assert out.returncode == 2
     assert f"--iface eth0: no such interface in network namespace '{ns_with_veths}'" in \
         out.stderr
+
+
+LISTENER = ("import socket, time; s = socket.socket(); s.bind(('0.0.0.0', 45678)); s.listen(7); "
+            "print('up', flush=True); time.sleep(60)")
+
+
+@pytest.mark.live
+@pytest.mark.root
+@pytest.mark.slow
+def test_collect_scoped_routes_neighbours_and_sockets(ns_with_veths):
+    a = tag("a")
+    run("ip", "-n", ns_with_veths, "addr", "add", "10.77.0.1/24", "dev", a)
+    run("ip", "-n", ns_with_veths, "route", "add", "default", "via", "10.77.0.2", "dev", a)
+    listener = subprocess.Popen(["ip", "netns", "exec", ns_with_veths, "python3", "-c",
+                                 LISTENER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert listener.stdout.readline().strip() == "up"
+        snap = collect("--netns", ns_with_veths)
+    finally:
+        listener.kill()
+        listener.wait(timeout=10)
+        listener.stdout.close()
+    (routes,) = kinds(snap, "routes")
+    assert (routes["has_default_v4"], routes["default_dev_v4"], routes["default_gateway_v4"]) \
+        == (True, a, "10.77.0.2")
+    # that namespace's one listener, none of the host's
+    assert {f["local_port"] for f in kinds(snap, "tcp_listener")} == {45678}
+    for fact in kinds(snap, "neigh_entry"):
+        assert fact["ifname"] in {a, tag("b"), tag("c"), tag("d"), "lo"}
