@@ -179,16 +179,16 @@ def dump_nftables(sock: socket.socket) -> NftRuleset:
 def backends(ctx: ProbeContext, modules: KernelModules) -> dict[str, Optional[bool]]:
     """Which netfilter parts are there. Files that exist only while a module is loaded
     answer even where /proc/modules cannot (a kernel without module support)."""
-    def there(name: str, *path: str) -> Optional[bool]:
-        if os.path.exists(ctx.proc(*path)):
+    def there(name: str, path: os.PathLike) -> Optional[bool]:
+        if os.path.exists(path):
             return True
         return modules.present(name)
 
     return {"nf_tables": modules.present("nf_tables"),
-            "ip_tables": there("ip_tables", "net", "ip_tables_names"),
-            "ip6_tables": there("ip6_tables", "net", "ip6_tables_names"),
-            "conntrack": there("nf_conntrack", "net", "stat", "nf_conntrack"),
-            "br_netfilter": there("br_netfilter", "sys", "net", "bridge")}
+            "ip_tables": there("ip_tables", ctx.net("ip_tables_names")),
+            "ip6_tables": there("ip6_tables", ctx.net("ip6_tables_names")),
+            "conntrack": there("nf_conntrack", ctx.net("stat", "nf_conntrack")),
+            "br_netfilter": there("br_netfilter", ctx.proc("sys", "net", "bridge"))}
 
 
 def rule_facts(first: Optional[NetfilterSample], last: NetfilterSample,
@@ -225,6 +225,7 @@ class NetfilterProbe(Probe):
     provides = ("netfilter", "netfilter_rule")
     description = ("netfilter backends present (nf_tables, iptables-legacy) and the rules "
                    "that drop or reject, with counters (nftables netlink; never loads a module)")
+    netns_scoped = True  # rulesets and table names are per network namespace
 
     def __init__(self, netns: Optional[str] = None) -> None:
         super().__init__()
@@ -234,8 +235,8 @@ class NetfilterProbe(Probe):
     def sample(self, ctx: ProbeContext) -> NetfilterSample:
         modules = read_kernel_modules(ctx)
         found = backends(ctx, modules)
-        legacy_v4 = parse_tables_names(ctx.read_optional(ctx.proc("net", "ip_tables_names")))
-        legacy_v6 = parse_tables_names(ctx.read_optional(ctx.proc("net", "ip6_tables_names")))
+        legacy_v4 = self._table_names(ctx, "ip_tables_names")
+        legacy_v6 = self._table_names(ctx, "ip6_tables_names")
         nft, reason = None, None
         if not ctx.live:
             reason = "a captured tree has no rules (they are read over netlink from a live kernel)"
@@ -249,6 +250,16 @@ class NetfilterProbe(Probe):
                 found["nf_tables"] = True
         return NetfilterSample(modules=modules, backends=found, legacy_v4=legacy_v4,
                                legacy_v6=legacy_v6, nft=nft, reason=reason)
+
+    def _table_names(self, ctx: ProbeContext, name: str) -> Optional[str]:
+        path = ctx.net(name)
+        try:
+            return parse_tables_names(ctx.read_optional(path))
+        except PermissionError:  # mode 0440: root only
+            message = f"{path}: permission denied (run as root to see iptables-legacy tables)"
+            if message not in self.warnings:  # both samples meet it
+                self.warn(message)
+            return None
 
     def _nft(self) -> tuple[Optional[NftRuleset], Optional[str]]:
         for attempt in range(DUMP_RETRIES):

@@ -342,3 +342,21 @@ def test_no_probe_sends_an_autoloading_request_when_modules_are_missing(monkeypa
     assert statuses["sockets"] == "ok" and statuses["netfilter"] == "ok", statuses
     summary = next(f for f in collection.facts if f.kind == "socket_summary")
     assert summary.method == "procfs"
+
+
+def test_root_only_table_names_are_a_warning_not_a_failure(tmp_path, monkeypatch):
+    """/proc/net/ip_tables_names is mode 0440: as another user it cannot be read."""
+    ctx = write_tree(tmp_path, {"proc/net/ip_tables_names": "filter\n"})
+    real = ProbeContext.read_optional
+
+    def refuse(self, path):
+        if path.name.endswith("_tables_names"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(self, path)
+
+    monkeypatch.setattr(ProbeContext, "read_optional", refuse)
+    outcome, facts = run_one(NetfilterProbe(), ctx)
+    assert outcome.status == "ok", outcome.reason
+    assert any("run as root" in w for w in outcome.warnings)
+    summary = facts[0]
+    assert summary.ip_tables is True and summary.legacy_tables_v4 is None
