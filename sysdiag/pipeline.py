@@ -275,8 +275,7 @@ def diagnose_snapshot(snapshot: Snapshot, playbook: Playbook, rulebase: Any, opt
     timings = dict(timings or {})
     scope = _merge_scope(snapshot.scope, options.scope)
     coverage = _coverage(snapshot, playbook)
-    # health: every hypothesis of the rulebase (the engine's `None`)
-    candidates = None if playbook.all_hypotheses else list(playbook.hypotheses)
+    candidates = symptom_candidates(playbook, rulebase)
     render = {k: str(v) for k, v in scope.model_dump().items() if v is not None}
 
     t = time.monotonic()
@@ -313,6 +312,19 @@ def diagnose_snapshot(snapshot: Snapshot, playbook: Playbook, rulebase: Any, opt
         incomplete=incomplete_reason is not None, incomplete_reason=incomplete_reason,
         rule_errors=list(result.rule_errors), rule_pack_errors=list(rule_problems or []),
         notes=notes)
+
+
+def symptom_candidates(playbook: Playbook, rulebase: Any) -> Optional[list[str]]:
+    """The hypotheses a symptom weighs, in prior order: the playbook's, then those of
+    --rules-dir packs that list the symptom (a pack cannot edit the playbooks). None for
+    health: every hypothesis of the rulebase (the engine's `None`)."""
+    if playbook.all_hypotheses:
+        return None
+    listed = list(playbook.hypotheses)
+    extra = sorted(h.id for h in rulebase.hypotheses.values()
+                   if h.pack != "builtin" and playbook.symptom in h.symptoms
+                   and h.id not in listed)
+    return listed + extra
 
 
 def _with_rules(rulebase: Any) -> set[str]:

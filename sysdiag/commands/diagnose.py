@@ -59,8 +59,13 @@ def diagnose_command(
         window_s=window, deadline_s=deadline, from_path=from_, proc_root=proc_root,
         sys_root=sys_root, scope=make_scope(pid, cgroup, netns, iface), top=top,
         rules_dirs=list(rules_dir or []), strict=strict, follow_ups=not no_follow_ups,
-        threshold=threshold, ebpf=ebpf)
+        threshold=threshold, ebpf=ebpf, tolerate_rule_errors=True)
     report = diagnose(symptom, options)
+    # a broken --rules-dir pack is left out and the rest still runs; say so on stderr too
+    # (a broken built-in rule file is still an input error: exit 2)
+    for problem in report.rule_pack_errors:
+        where = f"{problem.file}:{problem.line}:{problem.column}: " if problem.file else ""
+        warn(f"rule pack rejected: {where}{problem.message}")
     write_stdout(render(report, fmt.value, color=fmt is OutputFormat.text and use_color()))
     if report.incomplete:
         warn(f"incomplete: {report.incomplete_reason}")
