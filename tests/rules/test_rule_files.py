@@ -110,7 +110,7 @@ def test_rules_follow_the_knowledge_conventions(rulebase):
             assert rule.id.startswith(spec.id + "."), rule.id
             assert rule.because, f"{rule.id}: no `because` text"
             if spec.id.startswith(("proc-", "fd-", "cpu-runaway", "mem-process")) \
-                    and spec.id not in ("proc-pid-exhaustion",):
+                    and spec.id not in ("proc-pid-exhaustion", "fd-system-file-max"):
                 # per-process findings name the process (the zombie one names the parent)
                 assert rule.subject and rule.subject.startswith("pid {"), rule.id
         for cmd in spec.next_commands:
