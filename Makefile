@@ -21,3 +21,12 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# End-to-end accuracy: inject real faults (root), diagnose them, print the table
+# (scenario, expected, top 3, top-1/top-3 rates). Exit status is pytest's.
+ACCURACY_LOG ?= /tmp/sysdiag-accuracy.jsonl
+.PHONY: accuracy
+accuracy: install
+	@rm -f $(ACCURACY_LOG)
+	@SYSDIAG_ACCURACY_LOG=$(ACCURACY_LOG) $(VENV)/bin/python -m pytest tests/e2e -m e2e -q -ra $(PYTEST_ARGS); \
+	  rc=$$?; $(VENV)/bin/python bench/accuracy.py $(ACCURACY_LOG); exit $$rc
