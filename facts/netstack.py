@@ -373,6 +373,13 @@ class Netfilter(Fact):
     nft_drop_rules: Optional[int] = None
     #: base chains whose policy is drop
     nft_drop_policies: Optional[int] = None
+    #: iptables-legacy rules (chain policies not counted), read like iptables-save -c
+    legacy_rules: Optional[int] = None
+    legacy_drop_rules: Optional[int] = None
+    legacy_drop_policies: Optional[int] = None
+    #: rules in both nftables and iptables-legacy: the rule you inspect may not be the one
+    #: that enforces (nf-rule-drop)
+    both_backends_in_use: Optional[bool] = None
     #: per-rule counters could be read (the rules themselves, with their counters)
     rule_counters_available: bool
     #: why not, in words a user can act on
@@ -382,19 +389,24 @@ class Netfilter(Fact):
 
 
 class NetfilterRule(Fact):
-    """One rule that drops or rejects packets, with its counter (nft list ruleset)."""
+    """One rule (or chain policy) that drops or rejects packets, with its counter
+    (nft list ruleset, iptables-save -c)."""
 
     kind: Literal["netfilter_rule"] = "netfilter_rule"
     key_fields: ClassVar[tuple[str, ...]] = ("backend", "family", "table", "chain", "handle")
-    description: ClassVar[str] = ("one netfilter rule with a drop/reject verdict and its packet "
-                                  "counter (nftables)")
+    description: ClassVar[str] = ("one netfilter rule or chain policy with a drop/reject verdict "
+                                  "and its packet counter (nftables, iptables-legacy)")
 
-    backend: Literal["nftables"]
-    family: str  # nftables family: ip, ip6, inet, arp, bridge, netdev
+    backend: Literal["nftables", "iptables-legacy"]
+    family: str  # nftables family (ip, ip6, inet, arp, bridge, netdev); legacy: ip, ip6
     table: str
     chain: str
+    #: nftables: the rule handle; iptables-legacy: the rule number in its chain (as
+    #: `iptables -L --line-numbers`), 0 for the chain's policy
     handle: int
     verdict: Literal["drop", "reject"]
+    #: the chain's policy (iptables-legacy built-in chains), not a rule
+    policy: bool = False
     #: None when the rule has no counter expression
     packets_total: Optional[int] = None
     packets_per_s: Optional[float] = None

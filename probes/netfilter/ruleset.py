@@ -12,9 +12,11 @@ CAP_NET_ADMIN. Rules whose verdict is drop (an `immediate` drop) or reject (a `r
 expression) become NetfilterRule facts with their counter, at most MAX_RULES of them,
 the busiest first.
 
-iptables-legacy per-rule counters are not read: `iptables -L`/`iptables-save` can load
-modules, and the IPT_SO_GET_ENTRIES socket option is not decoded here; the Netfilter
-fact says so when legacy tables exist (KNOWLEDGE.md §5.G "nf-rule-drop").
+iptables-legacy tables are read with the IPT_SO_GET_ENTRIES socket option (legacy.py),
+only those /proc/net/ip{,6}_tables_names lists (asking for another would load its
+module), never with `iptables`/`iptables-save` (they can load modules). Drop and reject
+rules of both backends, and DROP policies of legacy built-in chains, become
+NetfilterRule facts (KNOWLEDGE.md §5.G "nf-rule-drop").
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from ..netlink.nldump import (NETLINK_NETFILTER, DumpInterrupted, attr_map, attr
                               iter_attrs, open_netlink)
 from ..parse import ParseError
 from ..registry import register_probe
+from .legacy import LegacyRule, LegacyTable, read_table
 from .modules import KernelModules, read_kernel_modules
 
 NFNL_SUBSYS_NFTABLES = 10
@@ -56,8 +59,6 @@ MAX_RULES = 100
 DUMP_RETRIES = 3
 _NFGEN = struct.Struct("=BBH")  # nfgen_family version res_id
 
-NO_LEGACY_COUNTERS = ("iptables-legacy per-rule counters are not read (iptables/iptables-save "
-                      "can load modules); run `iptables-save -c` yourself if it is safe here")
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,9 @@ class NetfilterSample:
     legacy_v4: Optional[str]
     legacy_v6: Optional[str]
     nft: Optional[NftRuleset]
-    reason: Optional[str]  # why rules were not read
+    reason: Optional[str]  # why nftables rules were not read
+    legacy: list[LegacyTable] = field(default_factory=list)
+    legacy_reason: Optional[str] = None  # why some iptables-legacy tables were not read
 
 
 def _be32(payload: Optional[bytes]) -> Optional[int]:
@@ -191,21 +194,37 @@ def backends(ctx: ProbeContext, modules: KernelModules) -> dict[str, Optional[bo
             "br_netfilter": there("br_netfilter", ctx.proc("sys", "net", "bridge"))}
 
 
+def _drop_rules(sample: Optional[NetfilterSample]) -> list[tuple[str, NftRule | LegacyRule]]:
+    if sample is None:
+        return []
+    out: list[tuple[str, NftRule | LegacyRule]] = []
+    if sample.nft is not None:
+        out += [("nftables", r) for r in sample.nft.drop_rules]
+    out += [("iptables-legacy", r) for t in sample.legacy for r in t.drop_rules]
+    return out
+
+
+def _key(backend: str, rule: NftRule | LegacyRule) -> tuple:
+    handle = rule.handle if isinstance(rule, NftRule) else rule.number
+    return (backend, rule.family, rule.table, rule.chain, handle)
+
+
 def rule_facts(first: Optional[NetfilterSample], last: NetfilterSample,
                elapsed_s: Optional[float]) -> tuple[list[NetfilterRule], int]:
-    if last.nft is None:
-        return [], 0
-    before = {}
-    if first is not None and first.nft is not None:
-        before = {(r.family, r.table, r.chain, r.handle): r for r in first.nft.drop_rules}
-    rules = sorted(last.nft.drop_rules, key=lambda r: (-(r.packets or 0), r.family, r.table,
-                                                       r.chain, r.handle))
+    """The busiest drop/reject rules of both backends as facts, and how many were left out."""
+    before = {_key(b, r): r for b, r in _drop_rules(first)}
+    rules = sorted(_drop_rules(last), key=lambda br: (-(br[1].packets or 0), _key(*br)))
     out = []
-    for r in rules[:MAX_RULES]:
-        then = before.get((r.family, r.table, r.chain, r.handle))
+    for backend, r in rules[:MAX_RULES]:
+        key = _key(backend, r)
+        then = before.get(key)
+        legacy = isinstance(r, LegacyRule)
         out.append(NetfilterRule(
-            source="netlink NFT_MSG_GETRULE", backend="nftables", family=r.family,
-            table=r.table, chain=r.chain, handle=r.handle, verdict=r.verdict,  # type: ignore[arg-type]
+            source=("netlink NFT_MSG_GETRULE" if not legacy else
+                    f"getsockopt IPT_SO_GET_ENTRIES ({r.family} {r.table})"),
+            backend=backend, family=r.family, table=r.table,  # type: ignore[arg-type]
+            chain=r.chain, handle=key[-1], verdict=r.verdict,  # type: ignore[arg-type]
+            policy=legacy and r.number == 0,  # type: ignore[union-attr]
             packets_total=r.packets, bytes_total=r.bytes,
             packets_per_s=_rate(then.packets if then else None, r.packets, elapsed_s),
             bytes_per_s=_rate(then.bytes if then else None, r.bytes, elapsed_s),
@@ -235,6 +254,7 @@ class NetfilterProbe(Probe):
     def sample(self, ctx: ProbeContext) -> NetfilterSample:
         modules = read_kernel_modules(ctx)
         found = backends(ctx, modules)
+        self._unreadable: list[str] = []
         legacy_v4 = self._table_names(ctx, "ip_tables_names")
         legacy_v6 = self._table_names(ctx, "ip6_tables_names")
         nft, reason = None, None
@@ -248,17 +268,40 @@ class NetfilterProbe(Probe):
             nft, reason = self._nft()
             if nft is not None:
                 found["nf_tables"] = True
+        legacy, legacy_reason = self._legacy(ctx, {"ip": legacy_v4, "ip6": legacy_v6})
         return NetfilterSample(modules=modules, backends=found, legacy_v4=legacy_v4,
-                               legacy_v6=legacy_v6, nft=nft, reason=reason)
+                               legacy_v6=legacy_v6, nft=nft, reason=reason, legacy=legacy,
+                               legacy_reason=legacy_reason)
+
+    def _legacy(self, ctx: ProbeContext, names: dict[str, Optional[str]]
+                ) -> tuple[list[LegacyTable], Optional[str]]:
+        """Every table the *_tables_names files list (no other: asking loads its module)."""
+        if self._unreadable:
+            return [], (f"{', '.join(self._unreadable)}: permission denied (run sysdiag as "
+                        "root to see iptables-legacy tables)")
+        wanted = [(family, table) for family, listed in names.items()
+                  for table in (listed or "").split(",") if table]
+        if not wanted:
+            return [], None
+        if not ctx.live:
+            return [], "iptables-legacy rules are not in a captured tree"
+        if not ctx.is_root:
+            return [], "iptables-legacy rules need CAP_NET_ADMIN (run sysdiag as root)"
+        tables, problems = [], []
+        for family, table in wanted:
+            try:
+                tables.append(read_table(family, table))
+            except (OSError, ParseError) as err:
+                problems.append(f"{family}tables {table}: {err}")
+        return tables, ("iptables-legacy rules not read: " + "; ".join(problems)
+                        if problems else None)
 
     def _table_names(self, ctx: ProbeContext, name: str) -> Optional[str]:
         path = ctx.net(name)
         try:
             return parse_tables_names(ctx.read_optional(path))
         except PermissionError:  # mode 0440: root only
-            message = f"{path}: permission denied (run as root to see iptables-legacy tables)"
-            if message not in self.warnings:  # both samples meet it
-                self.warn(message)
+            self._unreadable.append(str(path))
             return None
 
     def _nft(self) -> tuple[Optional[NftRuleset], Optional[str]]:
@@ -281,10 +324,12 @@ class NetfilterProbe(Probe):
     def facts(self, ctx: ProbeContext, first: Optional[NetfilterSample], last: NetfilterSample,
               elapsed_s: Optional[float]) -> list[Fact]:
         rules, omitted = rule_facts(first, last, elapsed_s)
-        reasons = [] if last.reason is None else [last.reason]
-        if last.legacy_v4 or last.legacy_v6:
-            reasons.append(NO_LEGACY_COUNTERS)
+        reasons = [r for r in (last.reason, last.legacy_reason) if r is not None]
         nft = last.nft
+        legacy_read = bool(last.legacy) or last.legacy_reason is None
+        legacy_rules = sum(t.rules for t in last.legacy) if legacy_read else None
+        both = (None if nft is None or legacy_rules is None
+                else nft.rules > 0 and legacy_rules > 0)
         summary = Netfilter(
             source=str(ctx.proc("modules")) if nft is None else "netlink NFT_MSG_GETRULE",
             modules_supported=last.modules.supported,
@@ -296,6 +341,12 @@ class NetfilterProbe(Probe):
             nft_rules=nft.rules if nft else None,
             nft_drop_rules=len(nft.drop_rules) if nft else None,
             nft_drop_policies=nft.drop_policies if nft else None,
+            legacy_rules=legacy_rules,
+            legacy_drop_rules=(sum(1 for t in last.legacy for r in t.drop_rules if r.number)
+                               if legacy_read else None),
+            legacy_drop_policies=(sum(t.drop_policies for t in last.legacy)
+                                  if legacy_read else None),
+            both_backends_in_use=both,
             rule_counters_available=nft is not None and not reasons,
             rule_counters_reason="; ".join(reasons) or None, rules_omitted=omitted)
         return [summary, *rules]

@@ -25,8 +25,9 @@ from sysdiag.probes.base import ProbeContext
 from sysdiag.probes.netfilter import ruleset as ruleset_mod
 from sysdiag.probes.netfilter.modules import (
     KernelModules, parse_modules_builtin, parse_proc_modules, read_kernel_modules)
+from sysdiag.probes.netfilter.legacy import LegacyRule, LegacyTable
 from sysdiag.probes.netfilter.ruleset import (
-    NO_LEGACY_COUNTERS, NetfilterProbe, NetfilterSample, NftRule, NftRuleset, backends,
+    NetfilterProbe, NetfilterSample, NftRule, NftRuleset, backends,
     chain_policy_drop, parse_tables_names, rule_facts, rule_from_msg)
 from sysdiag.probes.parse import ParseError
 
@@ -183,14 +184,29 @@ def test_rule_facts_rates_order_and_cap(monkeypatch):
     assert rule_facts(None, last, None)[0][0].packets_per_s is None
 
 
-def test_summary_with_legacy_tables_says_their_counters_are_not_read():
-    probe = NetfilterProbe()
-    (summary,) = probe.facts(ProbeContext(), None, sample(NftRuleset(tables=1), legacy="filter"),
-                             None)
-    assert isinstance(summary, Netfilter)
-    assert summary.legacy_tables_v4 == "filter" and summary.nft_tables == 1
-    assert summary.rule_counters_available is False
-    assert summary.rule_counters_reason == NO_LEGACY_COUNTERS
+def test_summary_counts_both_backends():
+    legacy = LegacyTable("ip", "filter", rules=3, drop_policies=1, drop_rules=(
+        LegacyRule("ip", "filter", "FORWARD", 0, "drop", 5, 300, False),
+        LegacyRule("ip", "filter", "INPUT", 2, "reject", 9, 900, False)))
+    last = sample(NftRuleset(tables=1, rules=4), legacy="filter")
+    last.legacy = [legacy]
+    facts = NetfilterProbe().facts(ProbeContext(), None, last, None)
+    summary = facts[0]
+    assert isinstance(summary, Netfilter) and summary.rule_counters_available is True
+    assert (summary.legacy_rules, summary.legacy_drop_rules, summary.legacy_drop_policies) == \
+        (3, 1, 1)
+    assert summary.both_backends_in_use is True
+    rules = {(f.chain, f.handle): f for f in facts[1:]}
+    assert rules[("FORWARD", 0)].policy is True and rules[("INPUT", 2)].policy is False
+    assert rules[("INPUT", 2)].backend == "iptables-legacy" and rules[("INPUT", 2)].verdict == \
+        "reject"
+    # listed legacy tables that could not be read: counts unknown, and why
+    unread = sample(NftRuleset(tables=1), legacy="filter")
+    unread.legacy_reason = "iptables-legacy rules need CAP_NET_ADMIN (run sysdiag as root)"
+    (summary,) = NetfilterProbe().facts(ProbeContext(), None, unread, None)
+    assert summary.legacy_rules is None and summary.both_backends_in_use is None
+    assert summary.rule_counters_available is False and "CAP_NET_ADMIN" in \
+        summary.rule_counters_reason
 
 
 # ---- gating and trees ------------------------------------------------------------------
@@ -357,6 +373,6 @@ def test_root_only_table_names_are_a_warning_not_a_failure(tmp_path, monkeypatch
     monkeypatch.setattr(ProbeContext, "read_optional", refuse)
     outcome, facts = run_one(NetfilterProbe(), ctx)
     assert outcome.status == "ok", outcome.reason
-    assert any("run as root" in w for w in outcome.warnings)
     summary = facts[0]
     assert summary.ip_tables is True and summary.legacy_tables_v4 is None
+    assert summary.legacy_rules is None and "run sysdiag as root" in summary.rule_counters_reason
