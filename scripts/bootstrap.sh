@@ -41,6 +41,9 @@ fi
 # bindfs: a FUSE daemon for tests/safety/test_fuse_deadline.py (a mount whose daemon hangs).
 optional_packages=()
 command -v bindfs >/dev/null 2>&1 || optional_packages+=(bindfs)
+# bcc and kernel headers: the eBPF probes and tests/ebpf (docs/ebpf.md)
+[ -f /usr/lib/python3/dist-packages/bcc/__init__.py ] || optional_packages+=(python3-bpfcc)
+ls -d /usr/src/linux-headers-*-amd64 >/dev/null 2>&1 || optional_packages+=(linux-headers-amd64)
 if [ ${#optional_packages[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "bootstrap: installing optional test packages: ${optional_packages[*]}" >&2
@@ -49,6 +52,9 @@ if [ ${#optional_packages[@]} -gt 0 ]; then
     else
         echo "bootstrap: optional test packages missing: ${optional_packages[*]} (their tests skip)" >&2
     fi
+fi
+if [ "$(id -u)" = 0 ] && ls -d /usr/src/linux-headers-*-amd64 >/dev/null 2>&1; then
+    scripts/link-kernel-headers.sh || echo "bootstrap: no kernel headers for bcc; eBPF tests skip" >&2
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then
