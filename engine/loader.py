@@ -322,6 +322,7 @@ def _load_file(f: _File, derived: dict[str, DerivedKindSpec], hypotheses: dict[s
     hyp: Optional[HypothesisSpec] = None
     raw_hyp = f.data.get("hypothesis")
     if raw_hyp is not None:
+        _override_hypothesis(f, raw_hyp, hypotheses, rules, rule_ids, ctx)
         hyp = _load_hypothesis(f, raw_hyp, derived, hypotheses, ctx)
         if hyp is None:
             return  # already reported; its rules would only repeat the problem
@@ -340,6 +341,13 @@ def _load_file(f: _File, derived: dict[str, DerivedKindSpec], hypotheses: dict[s
         rule = _load_rule(f, raw, hyp, derived, ctx)
         if rule is None:
             continue
+        earlier = next((r for r in rules if r.id == rule.id), None)
+        if earlier is not None and earlier.pack != f.pack:
+            # a later pack replaces an earlier pack's rule with the same id
+            _drop_rules(lambda r: r.id == rule.id, hypotheses, rules, rule_ids)
+            ctx.warn(f.name, raw.pos_of("id"),
+                     f"rule {rule.id!r} overrides the one from pack {earlier.pack!r} "
+                     f"({earlier.file}:{earlier.line})")
         if rule.id in rule_ids:
             ctx.err(f.name, raw.pos_of("id"), f"duplicate rule id {rule.id!r}",
                     f"already used in {rule_ids[rule.id]}; rule ids are unique across all packs")
@@ -350,6 +358,29 @@ def _load_file(f: _File, derived: dict[str, DerivedKindSpec], hypotheses: dict[s
             hyp.rules.append(rule)
     if hyp is not None:
         _check_hypothesis_templates(f, raw_hyp, hyp, derived, ctx)
+
+
+def _drop_rules(which, hypotheses: dict, rules: list, rule_ids: dict) -> None:
+    for rule in [r for r in rules if which(r)]:
+        rules.remove(rule)
+        rule_ids.pop(rule.id, None)
+        owner = hypotheses.get(rule.hypothesis)
+        if owner is not None and rule in owner.rules:
+            owner.rules.remove(rule)
+
+
+def _override_hypothesis(f: _File, raw: Any, hypotheses: dict, rules: list, rule_ids: dict,
+                         ctx: _Ctx) -> None:
+    """A later pack that defines a hypothesis id an earlier pack defined replaces it,
+    with all the earlier pack's rules for it (`--rules-dir` packs override built-ins)."""
+    hid = raw.get("id") if isinstance(raw, PosDict) else None
+    other = hypotheses.get(hid) if isinstance(hid, str) else None
+    if other is None or other.pack == f.pack:
+        return  # new, or a duplicate inside one pack (reported by _load_hypothesis)
+    del hypotheses[hid]
+    _drop_rules(lambda r: r.hypothesis == hid and r.pack == other.pack, hypotheses, rules, rule_ids)
+    ctx.warn(f.name, raw.pos_of("id"), f"hypothesis {hid!r} overrides the one from pack "
+             f"{other.pack!r} ({other.file}:{other.line}) and its rules there")
 
 
 def _load_hypothesis(f: _File, raw: Any, derived: dict, hypotheses: dict,

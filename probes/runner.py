@@ -112,28 +112,49 @@ def run_probes(probes: list[Probe], ctx: ProbeContext, window_s: float,
         except Unavailable as err:
             finish(st, "unavailable", str(err))
 
-    # first samples (only for live, counter-sampling probes)
+    def reading(st: _State) -> Callable[[], list[Fact]]:
+        """The probe's last (or only) sample, turned into facts."""
+        def run() -> list[Fact]:
+            value = st.probe.sample(ctx)
+            elapsed = (time.monotonic() - st.first_at) if st.first_at is not None else None
+            first = st.first if st.first_at is not None else None
+            return st.probe.facts(ctx, first, value, elapsed)
+        return _in_scope(st.probe, ctx, run)
+
+    def settle(st: _State, call: _Call, what: str) -> bool:
+        """Wait for a call within its timeout and the deadline; record a failure. True = ok."""
+        nonlocal deadline_hit
+        until = min(call.started + st.probe.timeout_s, hard_end)
+        finished = call.wait(until)
+        st.busy_s += call.busy_s
+        if not finished:
+            finish(st, "timed_out", f"{what} took longer than "
+                   f"{min(st.probe.timeout_s, hard_end - call.started):.1f} s; abandoned")
+            deadline_hit |= time.monotonic() >= hard_end
+            return False
+        if call.error is not None:
+            status = "unavailable" if isinstance(call.error, Unavailable) else "failed"
+            finish(st, status, str(call.error) if status == "unavailable"
+                   else _describe(call.error))
+            return False
+        return True
+
+    # At the start of the window: the first sample of counter-sampling probes, and the
+    # only reading of one-sample probes. The latter run during the window, so a slow
+    # one (statfs of a dead mount in a bounded child) has the whole window for its
+    # timeout instead of what is left after it.
     two_samples = ctx.live and window_s > 0
-    pending = {}
-    if two_samples:
-        for st in states:
-            if st.outcome is None and st.probe.sampled:
-                pending[id(st)] = (st, _Call(_in_scope(st.probe, ctx,
-                                                       lambda st=st: st.probe.sample(ctx))))
-        for st, call in pending.values():
-            until = min(call.started + st.probe.timeout_s, hard_end)
-            finished = call.wait(until)
-            st.busy_s += call.busy_s
-            if not finished:
-                finish(st, "timed_out", f"first sample took longer than "
-                       f"{min(st.probe.timeout_s, hard_end - call.started):.1f} s")
-                deadline_hit |= time.monotonic() >= hard_end
-            elif call.error is not None:
-                status = "unavailable" if isinstance(call.error, Unavailable) else "failed"
-                finish(st, status, str(call.error) if status == "unavailable"
-                       else _describe(call.error))
-            else:
-                st.first, st.first_at = call.result, time.monotonic()
+    firsts, calls = [], []
+    for st in states:
+        if st.outcome is not None:
+            continue
+        if two_samples and st.probe.sampled:
+            firsts.append((st, _Call(_in_scope(st.probe, ctx, lambda st=st: st.probe.sample(ctx)))))
+        else:
+            calls.append((st, _Call(reading(st))))
+    for st, call in firsts:
+        if settle(st, call, "first sample"):
+            st.first, st.first_at = call.result, time.monotonic()
 
     # the window: bounded by the deadline
     window_end = t0 + window_s if two_samples else t0
@@ -146,32 +167,9 @@ def run_probes(probes: list[Probe], ctx: ProbeContext, window_s: float,
     sampled_window = max(0.0, time.monotonic() - t0) if two_samples else 0.0
 
     # last samples and facts
-    calls = {}
-    for st in states:
-        if st.outcome is not None:
-            continue
-
-        def last(st: _State = st) -> list[Fact]:
-            value = st.probe.sample(ctx)
-            at = time.monotonic()
-            elapsed = (at - st.first_at) if st.first_at is not None else None
-            first = st.first if st.first_at is not None else None
-            return st.probe.facts(ctx, first, value, elapsed)
-
-        calls[id(st)] = (st, _Call(_in_scope(st.probe, ctx, last)))
-    for st, call in calls.values():
-        until = min(call.started + st.probe.timeout_s, hard_end)
-        finished = call.wait(until)
-        st.busy_s += call.busy_s
-        if not finished:
-            finish(st, "timed_out", f"took longer than "
-                   f"{min(st.probe.timeout_s, hard_end - call.started):.1f} s; abandoned")
-            deadline_hit |= time.monotonic() >= hard_end
-        elif call.error is not None:
-            status = "unavailable" if isinstance(call.error, Unavailable) else "failed"
-            finish(st, status, str(call.error) if status == "unavailable"
-                   else _describe(call.error))
-        else:
+    calls += [(st, _Call(reading(st))) for st, _ in firsts if st.outcome is None]
+    for st, call in calls:
+        if settle(st, call, "reading"):
             st.facts = list(call.result)
             finish(st, "ok")
 

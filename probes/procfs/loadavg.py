@@ -54,7 +54,7 @@ class LoadavgProbe(Probe):
     name = "loadavg"
     provides = ("loadavg",)
     description = "load averages and runnable/total task counts (/proc/loadavg)"
-    sampled = False  # gauges: one reading at the end of the window
+    sampled = False  # gauges: one reading, taken while the window runs
 
     def sample(self, ctx: ProbeContext) -> LoadavgReading:
         path = ctx.proc("loadavg")

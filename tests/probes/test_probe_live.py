@@ -149,9 +149,11 @@ def test_busy_child_uses_a_cpu(live_ctx):
         outcome, facts = run_one(ProcessesProbe(), live_ctx, window_s=1.0)
         assert outcome.status == "ok", outcome.reason
         proc = next(f for f in facts if f.kind == "process" and f.pid == child.pid)
-        assert proc.cpu_pct > 50.0
+        # Always runnable: on a CPU or waiting for one. On a busy 2-CPU machine (CI, other
+        # tests) it may get well under one CPU, but on-CPU + run-queue wait stays ~100 %.
+        assert proc.cpu_pct > 5.0 and proc.cpu_pct + proc.run_delay_pct > 80.0
         assert proc.user_cpu_pct > proc.system_cpu_pct
-        assert proc.cpu_time_delta_s > 0.5
+        assert proc.cpu_time_delta_s > 0.05
     finally:
         _stop(child)
 
