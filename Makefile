@@ -13,7 +13,8 @@ diagnose: install
 	@$(VENV)/bin/diagnose --symptom $(SYMPTOM); rc=$$?; \
 	  if [ $$rc -eq 1 ]; then echo "(exit 1: findings reported above)" >&2; exit 0; fi; exit $$rc
 
-test: install
+test:
+	./scripts/bootstrap.sh --test
 	$(VENV)/bin/python -m pytest -q -ra $(PYTEST_ARGS)
 
 bench: install
