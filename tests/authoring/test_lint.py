@@ -124,13 +124,14 @@ def test_unused_derived_facts_hypotheses_without_tests_and_bad_test_refs(tmp_pat
     assert "no loaded rule file defines hypothesis 'site-untestd'" in text
 
 
-def test_duplicate_ids_across_packs(pack, tmp_path):
+def test_reused_ids_across_packs_are_reported_as_overrides(pack, tmp_path):
     other = tmp_path / "other"
     write(other / "dup.yaml", PACK_RULE)
     findings = lint([pack, other])
     text = "\n".join(_texts(findings))
-    assert "duplicate hypothesis id 'site-batch-hog'" in text
-    assert str(pack / "site-batch-hog.yaml") in text
+    # a later pack reusing an id overrides the earlier definition, and lint says so
+    assert "hypothesis 'site-batch-hog' overrides the one from pack" in text
+    assert str(other / "dup.yaml") in text and str(pack / "site-batch-hog.yaml") in text
 
 
 def test_conditions_near_durable_limits(tmp_path):
