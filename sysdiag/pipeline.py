@@ -25,7 +25,7 @@ from sysdiag.facts import Fact, HostInfo, ProbeOutcome, Scope, Snapshot, Snapsho
 from sysdiag.probes.base import Probe, ProbeContext
 from sysdiag.probes.scope import ScopeError, scope_context
 
-from . import followups
+from . import followups, tracing
 from .defaults import DEADLINE_S, THRESHOLD, WINDOW_S
 from .errors import InputError
 from .exonerate import NO_RULES, exonerations
@@ -52,6 +52,10 @@ class Options:
     threshold: float = THRESHOLD
     #: report rule files that fail to load and go on without them (else InputError)
     tolerate_rule_errors: bool = False
+    #: eBPF tracing probes: None auto (sysdiag/tracing.py), True always, False never
+    ebpf: Optional[bool] = None
+    #: with ebpf True: the tracing probes to run with the cheap ones (None: all)
+    ebpf_probes: Optional[list[str]] = None
 
 
 @dataclass
@@ -182,6 +186,8 @@ def collect(options: Options, probe_names: Optional[list[str]] = None,
     registry = probe_registry()
     if probe_names is None:
         probe_names = [*_cheap_first(registry), *(p for p in PLANNED_PROBES if p not in registry)]
+    probe_names = tracing.first_phase(probe_names, registry, options.ebpf, options.ebpf_probes,
+                                      live=ctx.live)
     runnable = [registry[name]() for name in probe_names if name in registry]
     window = options.window_s if options.window_s is not None else WINDOW_S
     deadline_left = options.deadline_s - (time.monotonic() - started)
@@ -246,9 +252,16 @@ def diagnose(symptom: str, options: Options) -> Report:
     else:  # sample the host (or read the captured tree) with the playbook's probes
         if options.window_s is None:
             options = dataclasses.replace(options, window_s=playbook.window_s)
+        candidates = symptom_candidates(playbook, rulebase)
+        options = dataclasses.replace(options, ebpf_probes=tracing.probes_for(
+            rulebase, candidates, probe_registry()))
         collected = collect(options, playbook.probe_names(_cheap_first(probe_registry())), started)
         snapshot, deadline_hit = collected.snapshot, collected.deadline_hit
         timings.update(collected.timings)
+        snapshot, traced_late, tracing_timings = tracing.second_phase(
+            snapshot, rulebase, candidates, options, started)
+        deadline_hit |= traced_late
+        timings.update(tracing_timings)
         live = snapshot.live
         source = "live" if live else f"tree:{snapshot.proc_root}"
 
@@ -340,7 +353,8 @@ def _coverage(snapshot: Snapshot, playbook: Playbook) -> list[ProbeOutcome]:
     """Every probe the snapshot recorded, then the playbook's probes it lacks."""
     coverage = list(snapshot.coverage)
     recorded = {o.probe for o in coverage}
-    for name in playbook.probe_names(probe_registry()):
+    registry = probe_registry()
+    for name in tracing.first_phase(playbook.probe_names(registry), registry, False):
         if name not in recorded:
             reason = NOT_IMPLEMENTED if name in PLANNED_PROBES else \
                 "not in the snapshot (it was collected without this probe)"
