@@ -43,8 +43,10 @@ def collect_command(
                       sys_root=sys_root, scope=make_scope(pid, cgroup, netns, iface), ebpf=ebpf)
     collected = collect(options, started=started)
     if collected.snapshot.live and ebpf is not True:
-        # auto: trace what the hypotheses of every symptom (as for `health`) would need
-        rulebase, _ = load_rules(dataclasses.replace(options, tolerate_rule_errors=True))
+        rulebase = None  # --no-ebpf: only records the tracers as skipped, needs no rules
+        if ebpf is None:
+            # auto: trace what the hypotheses of every symptom (as for `health`) would need
+            rulebase, _ = load_rules(dataclasses.replace(options, tolerate_rule_errors=True))
         snapshot, late, _ = second_phase(collected.snapshot, rulebase, None, options, started,
                                          record_all=True)
         collected = dataclasses.replace(collected, snapshot=snapshot,
