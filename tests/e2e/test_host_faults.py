@@ -1,0 +1,484 @@
+"""Real host faults (CPU, memory, processes, storage, cgroups), each created here,
+diagnosed by the installed `diagnose` scoped as a user would scope it, then removed.
+
+Every fault is bounded (children carry a 60 s alarm) and undone by the `undo` stack even
+when a check fails; only processes started here are killed; cgroups are created empty
+under the root of each hierarchy (v1: one directory per controller, plus the unified
+hierarchy of a hybrid for pressure; v2: one directory) and removed. Other work on the host
+may run at the same time, so checks are about our objects, not a quiet host.
+"""
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from faults import (Procs, TestCgroup, Tmpfs, is_cgroup2, mounted, run, state_of,
+                    wait_until)
+from harness import Pid, diagnose, find, summary
+
+pytestmark = [pytest.mark.e2e, pytest.mark.live, pytest.mark.root, pytest.mark.slow,
+              pytest.mark.usefixtures("as_root")]
+
+BUSY = "while True: pass\n"
+SLEEP = "import time; time.sleep(60)\n"
+
+#: forks 50 children that exit at once and never reaps them (until killed)
+ZOMBIE_PARENT = """\
+import os, time
+kids = []
+for _ in range(50):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    kids.append(pid)
+print(" ".join(map(str, kids)), flush=True)
+time.sleep(60)
+"""
+
+#: in a memory cgroup: forks a child that allocates until the OOM killer ends it, again
+#: and again, so kills happen during the window (the child, oom_score_adj 1000 and the
+#: largest, is the victim; lowering the parent's needs CAP_SYS_RESOURCE, which CI may lack)
+OOM_LOOP = """\
+import os, time
+while True:
+    pid = os.fork()
+    if pid == 0:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+        chunks = []
+        while True:
+            chunks.append(b"\\1" * (8 << 20))
+    os.waitpid(pid, 0)
+    time.sleep(0.2)
+"""
+
+#: opens /dev/null until EMFILE under a soft and hard limit of 64, then holds them
+FD_HOG = """\
+import os, resource, time
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+fds = []
+try:
+    while True:
+        fds.append(os.open("/dev/null", os.O_RDONLY))
+except OSError:
+    pass
+print(len(fds), flush=True)
+time.sleep(60)
+"""
+
+#: forks sleeping children until fork fails (the cgroup's pids.max), then waits
+FORKER = """\
+import os, time
+kids = 0
+while True:
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    kids += 1
+print(kids, flush=True)
+time.sleep(60)
+"""
+
+#: takes an exclusive fcntl lock on argv[1] and holds it (waiters block in F_SETLKW)
+LOCKER = """\
+import fcntl, sys, time
+f = open(sys.argv[1], "a")
+fcntl.lockf(f, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+#: holds a deleted 24 MiB file open on argv[1]'s filesystem
+DELETED_HOLDER = """\
+import os, sys, time
+f = open(sys.argv[1], "wb")
+f.write(b"\\1" * (24 << 20))
+f.flush()
+os.unlink(sys.argv[1])
+print("held", flush=True)
+time.sleep(60)
+"""
+
+#: two threads hashing (hashlib releases the GIL): wants two CPUs. The main thread is one
+#: of them: a process's run delay is read from its main thread's schedstat.
+TWO_THREADS = """\
+import hashlib, threading
+buf = b"x" * (1 << 20)
+def spin():
+    while True:
+        hashlib.sha256(buf).digest()
+threading.Thread(target=spin, daemon=True).start()
+spin()
+"""
+
+#: reads argv[1] (a file larger than its memory cgroup) through a random-access mmap,
+#: over and over: every pass faults the file back in from disk
+MMAP_THRASHER = """\
+import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+size = os.fstat(fd).st_size
+m = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+m.madvise(mmap.MADV_RANDOM)
+while True:
+    for off in range(0, size, 4096):
+        m[off]
+"""
+
+
+def wchan(pid: int) -> str:
+    return Path(f"/proc/{pid}/wchan").read_text().strip()
+
+
+def idle_cpus(seconds: float = 1.0) -> float:
+    """CPUs' worth of idle time on the host over `seconds` (from /proc/stat)."""
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)
+    idle0, total0 = sample()
+    time.sleep(seconds)
+    idle1, total1 = sample()
+    return (idle1 - idle0) / max(1, total1 - total0) * (os.cpu_count() or 1)
+
+
+def readline(proc: subprocess.Popen, timeout: float = 10) -> str:
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, f"pid {proc.pid} printed nothing in {timeout} s"
+    return proc.stdout.readline().strip()
+
+
+# --- CPU -------------------------------------------------------------------------------
+
+def throttled_cgroup(undo, procs: Procs, name: str, quota_pct: int = 10) -> TestCgroup:
+    """A cgroup allowed quota_pct % of one CPU, with a busy loop in it."""
+    cg = undo.enter_context(TestCgroup(name, ["cpu"]))
+    period = 100_000
+    quota = period * quota_pct // 100
+    if cg.v2:
+        cg.write("cpu", None, "cpu.max", f"{quota} {period}")
+    else:
+        cg.write("cpu", "cpu.cfs_period_us", None, str(period))
+        cg.write("cpu", "cpu.cfs_quota_us", None, str(quota))
+    procs.python(BUSY, cgroup=cg)
+    return cg
+
+
+def test_cpu_quota_throttles_a_cgroup(undo, accuracy):
+    procs = undo.enter_context(Procs())
+    cg = throttled_cgroup(undo, procs, "cpu-throttle")
+    time.sleep(0.5)
+    report = diagnose("high-latency", cgroup=cg.path)
+    accuracy.check(report, "cpu-cgroup-throttling", names=[cg.path])
+
+
+def test_one_busy_process_is_a_runaway(undo, accuracy):
+    procs = undo.enter_context(Procs())
+    loop = procs.python(BUSY)
+    time.sleep(0.5)
+    report = diagnose("high-cpu", pid=loop.pid)
+    accuracy.check(report, "cpu-runaway-userspace", names=[Pid(loop.pid)])
+
+
+def test_two_busy_loops_are_runaways_saturating_the_cpus(undo, accuracy):
+    """Moved from test_foundation_faults: as many loops as CPUs, no scope. Each loop is a
+    runaway and together they saturate the host: both in the top 3, both loops named."""
+    procs = undo.enter_context(Procs())
+    loops = [procs.python(BUSY) for _ in range(os.cpu_count() or 2)]
+    time.sleep(0.5)
+    report = diagnose("high-cpu", window=3)
+    accuracy.check(report, ["cpu-runaway-userspace", "cpu-saturation"],
+                   names=[[Pid(loops[0].pid)], []])
+    for loop in loops[1:]:
+        assert find(report, "cpu-runaway-userspace", [Pid(loop.pid)]), (loop.pid,
+                                                                         summary(report))
+
+
+def test_cpuset_confines_two_threads_to_one_cpu(undo, accuracy):
+    if os.cpu_count() < 2:
+        pytest.skip("needs 2 CPUs: one allowed, one left idle")
+    if idle_cpus() < 1.5:
+        # the fault is "one CPU saturated while another idles"; other work on a shared
+        # host can take the idle one (CI runs the suite alone)
+        pytest.skip("the host is busy: no CPU would stay idle next to the cpuset")
+    procs = undo.enter_context(Procs())
+    cg = undo.enter_context(TestCgroup("cpuset", ["cpuset"]))
+    cg.write("cpuset", "cpuset.cpus", "cpuset.cpus", "0")
+    hog = procs.python(TWO_THREADS, cgroup=cg)
+    time.sleep(0.5)
+    report = diagnose("high-latency", pid=hog.pid)
+    accuracy.check(report, "cpu-cpuset-confinement", names=[Pid(hog.pid)])
+
+
+# --- memory ----------------------------------------------------------------------------
+
+def recent_memcg_oom(within_s: float = 15 * 60) -> bool:
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    for line in run("dmesg", check=False).stdout.splitlines():
+        if "Memory cgroup out of memory" in line and line.startswith("["):
+            stamp = float(line[1:line.index("]")])
+            if uptime - stamp <= within_s:
+                return True
+    return False
+
+
+def test_file_larger_than_its_memory_cgroup_thrashes(undo, accuracy, tmp_path):
+    """No swap here (and often in CI): a 256 MiB file read through mmap in a 32 MiB memory
+    cgroup is evicted and faulted back in from disk on every pass."""
+    if recent_memcg_oom():
+        # a memcg OOM in the last 15 min is reported (confirmed) for memory-pressure too;
+        # this test runs before the OOM test, but not after an earlier run of it
+        pytest.skip("a memory cgroup OOM-killed a task in the last 15 minutes")
+    data = tmp_path / "big"
+    with open(data, "wb") as f:
+        for _ in range(256):
+            f.write(os.urandom(1 << 20))
+        f.flush()
+        os.fsync(f.fileno())
+        # drop it from the page cache (and from our cgroup's charge): the thrasher must read
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    procs = undo.enter_context(Procs())
+    cg = undo.enter_context(TestCgroup("thrash", ["memory"]))
+    cg.write("memory", "memory.limit_in_bytes", "memory.max", str(32 << 20))
+    procs.python(MMAP_THRASHER, str(data), cgroup=cg)
+    time.sleep(2)
+    report = diagnose("memory-pressure", cgroup=cg.path)
+    accuracy.check(report, "mem-thrashing")
+
+
+def test_memory_cgroup_oom_kills_its_task(undo, accuracy):
+    procs = undo.enter_context(Procs())
+    cg = undo.enter_context(TestCgroup("oom", ["memory"]))
+    cg.write("memory", "memory.limit_in_bytes", "memory.max", str(64 << 20))
+    procs.python(OOM_LOOP, cgroup=cg)
+    time.sleep(1)  # the first kills
+    report = diagnose("oom", cgroup=cg.path)
+    accuracy.check(report, "mem-cgroup-oom", names=[cg.path])
+
+
+# --- processes -------------------------------------------------------------------------
+
+def zombie_parent(procs: Procs) -> tuple[subprocess.Popen, list[int]]:
+    parent = procs.python(ZOMBIE_PARENT, stdout=True)
+    kids = [int(p) for p in readline(parent).split()]
+    assert len(kids) == 50
+    wait_until(lambda: all(state_of(k) == "Z" for k in kids), 10, "50 zombies")
+    return parent, kids
+
+
+def stopped_sleeper(procs: Procs) -> subprocess.Popen:
+    sleeper = procs.python(SLEEP)
+    os.kill(sleeper.pid, signal.SIGSTOP)
+    wait_until(lambda: state_of(sleeper.pid) == "T", 10, f"pid {sleeper.pid} stopped")
+    return sleeper
+
+
+def test_unreaped_children_are_zombie_accumulation_of_the_parent(undo, accuracy):
+    procs = undo.enter_context(Procs())
+    parent, _ = zombie_parent(procs)
+    report = diagnose("process-hang")
+    (found,) = accuracy.check(report, "proc-zombie-accumulation", names=[Pid(parent.pid)])
+    zombies = [e for e in found["evidence"] if e["field"] == "zombies"]
+    assert zombies and zombies[0]["value"] >= 50
+
+
+def test_sigstopped_process_is_stopped_traced(undo, accuracy):
+    procs = undo.enter_context(Procs())
+    sleeper = stopped_sleeper(procs)
+    report = diagnose("process-hang", pid=sleeper.pid)
+    (found,) = accuracy.check(report, "proc-stopped-traced", names=[Pid(sleeper.pid)])
+    assert found["certainty"] == "confirmed"
+
+
+@pytest.mark.xfail(not is_cgroup2(), strict=True, reason=(
+    "rule gap: on the v1 freezer (kernel 6.x) a frozen task shows state D with its own wait "
+    "channel (hrtimer_nanosleep), so proc-stopped-traced.runs-normally (-3) cancels "
+    "proc-stopped-traced.frozen-cgroup (+3) and derive-blocked-task routes it 'other' "
+    "(proc-d-state-blocked 0.5 ranks instead)"))
+def test_frozen_cgroup_is_stopped_not_a_fuse_stall(undo, accuracy):
+    """Look-alike of the FUSE stall: tasks that do not move, but frozen by their cgroup."""
+    procs = undo.enter_context(Procs())
+    # v1: the same path in the cpu hierarchy too, as container runtimes and systemd do
+    # (a process's cgroup is read from its cpu line there)
+    cg = undo.enter_context(TestCgroup("frozen", ["freezer", "cpu"]))
+    sleeper = procs.python(SLEEP, cgroup=cg)
+    time.sleep(0.2)
+    cg.freeze()
+    wait_until(cg.frozen, 10, f"cgroup {cg.path} frozen")
+    report = diagnose("process-hang", cgroup=cg.path)
+    accuracy.check(report, "proc-stopped-traced", names=[Pid(sleeper.pid)])
+    assert find(report, "io-userspace-fs-unresponsive", [Pid(sleeper.pid)]) is None
+
+
+def test_fd_limit_reached_by_a_process(undo, accuracy):
+    procs = undo.enter_context(Procs())
+    hog = procs.python(FD_HOG, stdout=True)
+    assert int(readline(hog)) >= 55
+    report = diagnose("fd-exhaustion", pid=hog.pid)
+    accuracy.check(report, "fd-rlimit-nofile", names=[Pid(hog.pid)])
+
+
+def test_pids_cgroup_at_its_limit(undo, accuracy):
+    procs = undo.enter_context(Procs())
+    cg = undo.enter_context(TestCgroup("pids", ["pids"]))
+    cg.write("pids", "pids.max", "pids.max", "20")
+    forker = procs.python(FORKER, cgroup=cg, stdout=True)
+    assert int(readline(forker)) == 19  # 20 tasks: the forker and 19 children
+    report = diagnose("process-hang", cgroup=cg.path)
+    accuracy.check(report, "proc-pid-exhaustion", names=[cg.path])
+
+
+def test_fcntl_lock_holder_blocks_waiters(undo, accuracy, tmp_path):
+    procs = undo.enter_context(Procs())
+    lockfile = tmp_path / "db.lock"
+    holder = procs.python(LOCKER, str(lockfile), stdout=True)
+    assert readline(holder) == "locked"
+    waiters = [procs.python(LOCKER, str(lockfile), stdout=True) for _ in range(3)]
+    wait_until(lambda: all(state_of(w.pid) == "S" for w in waiters)
+               and "->" in Path("/proc/locks").read_text(), 10, "waiters blocked on the lock")
+    time.sleep(0.3)
+    report = diagnose("process-hang", pid=waiters[0].pid)
+    accuracy.check(report, "fs-lock-contention", names=[Pid(holder.pid)])
+
+
+# --- storage and FUSE ------------------------------------------------------------------
+
+def fill(directory: Path, one_file: bool) -> None:
+    """Fill a filesystem: one growing file (blocks) or many empty ones (inodes)."""
+    if one_file:
+        with open(directory / "fill", "wb") as f:
+            try:
+                while True:
+                    f.write(b"\1" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        return
+    n = 0
+    try:
+        while True:
+            (directory / f"f{n}").touch()
+            n += 1
+    except OSError:
+        pass
+
+
+def test_filesystem_out_of_inodes(undo, accuracy, tmp_path):
+    fs = undo.enter_context(Tmpfs(tmp_path / "inodes", "size=4m,nr_inodes=64"))
+    fill(fs.mountpoint, one_file=False)
+    report = diagnose("disk-full")
+    accuracy.check(report, "fs-inodes-full", names=[str(fs.mountpoint)])
+
+
+def test_filesystem_out_of_blocks(undo, accuracy, tmp_path):
+    fs = undo.enter_context(Tmpfs(tmp_path / "blocks", "size=1m"))
+    fill(fs.mountpoint, one_file=True)
+    report = diagnose("disk-full")
+    accuracy.check(report, "fs-blocks-full", names=[str(fs.mountpoint)])
+
+
+def deleted_but_open(undo, procs: Procs, mountpoint: Path) -> subprocess.Popen:
+    fs = undo.enter_context(Tmpfs(mountpoint, "size=32m"))
+    holder = procs.python(DELETED_HOLDER, str(fs.mountpoint / "app.log"), stdout=True)
+    assert readline(holder) == "held"
+    fill(fs.mountpoint, one_file=True)
+    return holder
+
+
+def test_deleted_file_held_open_fills_a_filesystem(undo, accuracy, tmp_path):
+    procs = undo.enter_context(Procs())
+    mountpoint = tmp_path / "deleted"
+    deleted_but_open(undo, procs, mountpoint)
+    report = diagnose("disk-full")
+    accuracy.check(report, "fs-deleted-open", names=[str(mountpoint)])
+
+
+def fusectl(undo) -> None:
+    """fusectl mounted (the fuse probe reads waiting requests there), unmounted after if
+    we mounted it."""
+    connections = Path("/sys/fs/fuse/connections")
+    if not mounted(connections):
+        run("mount", "-t", "fusectl", "none", str(connections))
+        undo.callback(run, "umount", str(connections), check=False)
+
+
+def stuck_fuse(undo, procs: Procs, tmp_path: Path) -> tuple[Path, subprocess.Popen,
+                                                              subprocess.Popen]:
+    """(mount point, stopped bindfs daemon, reader blocked on it)."""
+    for tool in ("bindfs", "fusermount"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (apt-get install bindfs)")
+    source, mountpoint = tmp_path / "source", tmp_path / "fuse"
+    source.mkdir()
+    mountpoint.mkdir()
+    fusectl(undo)
+
+    def unmount() -> None:
+        if daemon.poll() is None:
+            os.kill(daemon.pid, signal.SIGCONT)
+        if mounted(mountpoint) and run("fusermount", "-u", "-z", str(mountpoint),
+                                       check=False).returncode != 0:
+            run("umount", "-l", str(mountpoint))
+
+    # -f: stays in the foreground, our child; unmounted before Procs kills it
+    daemon = procs.command(["bindfs", "-f", str(source), str(mountpoint)],
+                           stderr=subprocess.DEVNULL)
+    undo.callback(unmount)
+    wait_until(lambda: mounted(mountpoint), 10, "the bindfs mount")
+    os.kill(daemon.pid, signal.SIGSTOP)
+    # a fresh name: nothing cached, the lookup must wait for the stopped daemon
+    reader = procs.python("open(sys.argv[1]).read()\n", str(mountpoint / "never-cached"))
+    # FUSE waits interruptibly first (S in request_wait_answer), killably (D) after a signal
+    wait_until(lambda: wchan(reader.pid) == "request_wait_answer", 10,
+               f"reader {reader.pid} waiting on the daemon")
+    return mountpoint, daemon, reader
+
+
+def test_fuse_daemon_that_never_answers_hangs_a_reader(undo, accuracy, tmp_path):
+    """Look-alike of the frozen cgroup: the reader is not stopped, it waits on FUSE."""
+    procs = undo.enter_context(Procs())
+    mountpoint, daemon, reader = stuck_fuse(undo, procs, tmp_path)
+    report = diagnose("process-hang", pid=reader.pid)
+    accuracy.check(report, "io-userspace-fs-unresponsive", names=[str(mountpoint)])
+    assert find(report, "proc-stopped-traced", [Pid(reader.pid)]) is None, summary(report)
+
+
+# --- two faults at once ----------------------------------------------------------------
+
+def test_zombies_and_a_stopped_process_together(undo, accuracy):
+    procs = undo.enter_context(Procs())
+    parent, _ = zombie_parent(procs)
+    sleeper = stopped_sleeper(procs)
+    report = diagnose("process-hang")
+    accuracy.check(report, ["proc-zombie-accumulation", "proc-stopped-traced"],
+                   names=[[Pid(parent.pid)], [Pid(sleeper.pid)]])
+
+
+def test_inodes_full_and_deleted_open_together(undo, accuracy, tmp_path):
+    procs = undo.enter_context(Procs())
+    inodes = undo.enter_context(Tmpfs(tmp_path / "inodes", "size=4m,nr_inodes=64"))
+    fill(inodes.mountpoint, one_file=False)
+    deleted_but_open(undo, procs, tmp_path / "deleted")
+    report = diagnose("disk-full")
+    accuracy.check(report, ["fs-inodes-full", "fs-deleted-open"],
+                   names=[[str(inodes.mountpoint)], [str(tmp_path / "deleted")]])
+
+
+def test_throttled_cgroup_on_a_saturated_host(undo, accuracy):
+    """A quota-throttled cgroup and two busy loops outside it filling both CPUs."""
+    procs = undo.enter_context(Procs())
+    cg = throttled_cgroup(undo, procs, "throttle-sat")
+    for _ in range(max(2, os.cpu_count() or 2)):
+        procs.python(BUSY)
+    time.sleep(0.5)
+    report = diagnose("high-latency", cgroup=cg.path)
+    accuracy.check(report, ["cpu-cgroup-throttling", "cpu-saturation"], names=[[cg.path], []])
