@@ -11,6 +11,7 @@ The few sysctls that are global (nf_conntrack_max, netdev_max_backlog) are chang
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import json
 import os
@@ -50,19 +51,27 @@ def can_run_lab() -> str | None:
     return None
 
 
+#: serializes global sysctl changes between concurrent runs of these tests: without it, a
+#: second run would save the first run's temporary value as "old" and restore that
+GLOBAL_SYSCTL_LOCK = Path("/run/lock/sysdiag-e2e-global-sysctl.lock")
+
+
 @contextlib.contextmanager
 def global_sysctl(key: str, value: str) -> Iterator[str]:
     """Set a host-wide sysctl (e.g. 'net/core/netdev_max_backlog') for the duration of the
     block and restore the previous value in `finally`, even when the block fails.
     Keep the block short: every namespace on the host sees the change."""
     path = Path("/proc/sys") / key
-    old = path.read_text().strip()
-    path.write_text(value)
-    try:
-        yield old
-    finally:
-        path.write_text(old)
-        assert path.read_text().strip() == old, f"{path} not restored to {old}"
+    GLOBAL_SYSCTL_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(GLOBAL_SYSCTL_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # held by another run for at most ~MAX_FAULT_S
+        old = path.read_text().strip()
+        path.write_text(value)
+        try:
+            yield old
+        finally:
+            path.write_text(old)
+            assert path.read_text().strip() == old, f"{path} not restored to {old}"
 
 
 @dataclass
