@@ -105,7 +105,9 @@ SIGNATURES: tuple[Signature, ...] = (
          r"nfs: server (?P<subject>\S+) not responding", "subject"),
     # network
     _sig("conntrack-full", "table full",
-         r"nf_conntrack: (?:nf_conntrack: )?table full, dropping packet"),
+         # 6.18 names the netns: "nf_conntrack: table full in netns 4026532596, dropping packet"
+         r"nf_conntrack: (?:nf_conntrack: )?table full(?: in netns (?P<subject>[0-9]+))?, "
+         r"dropping packet", "subject"),
     _sig("syn-flood", "syn flooding",
          r"Possible SYN flooding on port (?P<subject>\S+?)\.? (?:Sending cookies|Dropping request)",
          "subject"),

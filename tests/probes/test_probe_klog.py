@@ -74,6 +74,8 @@ LINES = [
     ("nfs: server filer01 not responding, still trying", "nfs-not-responding", "filer01", {}),
     ("nf_conntrack: nf_conntrack: table full, dropping packet", "conntrack-full", "-", {}),
     ("nf_conntrack: table full, dropping packet", "conntrack-full", "-", {}),
+    ("nf_conntrack: nf_conntrack: table full in netns 4026532596, dropping packet",
+     "conntrack-full", "4026532596", {}),
     ("TCP: request_sock_TCP: Possible SYN flooding on port [::]:8080. Sending cookies.  Check "
      "SNMP counters.", "syn-flood", "[::]:8080", {}),
     ("TCP: Possible SYN flooding on port 80. Dropping request.  Check SNMP counters.",
