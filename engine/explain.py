@@ -274,9 +274,13 @@ class Explainer:
         return False
 
 
-def in_scope(binds: dict[str, dict], render: dict[str, Any]) -> bool:
+def in_scope(binds: dict[str, dict], render: dict[str, Any],
+             scoped_kinds: frozenset = frozenset()) -> bool:
     """Whether the facts behind a finding are about the object the user scoped to
-    (--pid, --iface, --cgroup, --netns): such findings rank above host-wide ones."""
+    (--pid, --iface, --cgroup, --netns, or a kind read inside that scope): such
+    findings rank above host-wide ones."""
+    if scoped_kinds and any(fact.get("kind") in scoped_kinds for fact in binds.values()):
+        return True
     wanted = {name: str(render[name]) for name in ("pid", "iface", "cgroup", "netns")
               if render.get(name) is not None}
     if not wanted:

@@ -61,15 +61,18 @@ def compiled(rb: RuleBase) -> CompiledRuleBase:
 
 
 def run_engine(rb: RuleBase, facts: list[Any], candidates: Optional[list[str]],
-               coverage: list[Any], render: Optional[dict[str, str]] = None) -> EngineResult:
+               coverage: list[Any], render: Optional[dict[str, str]] = None,
+               scoped_kinds: Iterable[str] = ()) -> EngineResult:
     """Diagnose: `candidates` are the symptom's hypothesis ids in prior order (None: every
-    hypothesis, the health sweep); `render` gives scope values for next_commands."""
+    hypothesis, the health sweep); `render` gives scope values for next_commands;
+    `scoped_kinds` are fact kinds read inside the scope (e.g. the network facts of the
+    --netns namespace): findings resting on them rank first within their certainty."""
     t0 = time.perf_counter()
     crb = compiled(rb)
     t1 = time.perf_counter()
     session = run_session(rb, crb, facts)
     t2 = time.perf_counter()
-    result = _conclude(rb, session, candidates, coverage, render or {})
+    result = _conclude(rb, session, candidates, coverage, render or {}, frozenset(scoped_kinds))
     t3 = time.perf_counter()
     timings = {"engine_compile_s": round(t1 - t0, 6), "engine_match_s": round(t2 - t1, 6),
                "engine_rank_s": round(t3 - t2, 6), "engine_total_s": round(t3 - t0, 6)}
@@ -78,7 +81,7 @@ def run_engine(rb: RuleBase, facts: list[Any], candidates: Optional[list[str]],
 
 
 def _conclude(rb: RuleBase, session, candidates: Optional[list[str]], coverage: list[Any],
-              render: dict[str, Any]) -> EngineResult:
+              render: dict[str, Any], scoped_kinds: frozenset = frozenset()) -> EngineResult:
     facts = session.facts
     gates_passed = {rule.spec.hypothesis: ids for rule, ids in session.matches if rule.spec.gate}
     weighing = []
@@ -107,7 +110,7 @@ def _conclude(rb: RuleBase, session, candidates: Optional[list[str]], coverage: 
                 hyp = _hypothesis(spec, scored, session, gates_passed, render)
                 binds = {f"{i}.{a}": facts[fid] for i, item in enumerate(scored.items)
                          for a, fid in item.facts.items() if fid in facts}
-                reported.append((X.in_scope(binds, render), hyp))
+                reported.append((X.in_scope(binds, render, scoped_kinds), hyp))
     reported.sort(key=lambda p: ranking_key(p[1].score, p[1].severity, p[1].id, p[1].subject,
                                             p[1].certainty, p[0]))
     hyps = _causal_links(rb, [h for _, h in reported])

@@ -272,11 +272,24 @@ def diagnose(symptom: str, options: Options) -> Report:
     return report
 
 
+def netns_scoped_kinds(scope: Scope) -> frozenset:
+    """With --netns, the fact kinds the probes read inside that namespace: findings on
+    them are about the scoped object and rank above host-wide ones of equal certainty."""
+    if scope.netns is None:
+        return frozenset()
+    from sysdiag.probes.registry import all_probes
+
+    return frozenset(kind for cls in all_probes().values()
+                     if getattr(cls, "netns_scoped", False) for kind in cls.provides)
+
+
 def run_engine(rulebase: Any, snapshot: Snapshot, candidates: Optional[list[str]],
-               coverage: list[ProbeOutcome], render: Mapping[str, Any]) -> EngineResult:
+               coverage: list[ProbeOutcome], render: Mapping[str, Any],
+               scoped_kinds: frozenset = frozenset()) -> EngineResult:
     from sysdiag.engine import run_engine as engine_run
 
-    return engine_run(rulebase, list(snapshot.facts), candidates, coverage, dict(render))
+    return engine_run(rulebase, list(snapshot.facts), candidates, coverage, dict(render),
+                      scoped_kinds=scoped_kinds)
 
 
 def diagnose_snapshot(snapshot: Snapshot, playbook: Playbook, rulebase: Any, options: Options,
@@ -292,7 +305,8 @@ def diagnose_snapshot(snapshot: Snapshot, playbook: Playbook, rulebase: Any, opt
     render = {k: str(v) for k, v in scope.model_dump().items() if v is not None}
 
     t = time.monotonic()
-    result = run_engine(rulebase, snapshot, candidates, coverage, render)
+    result = run_engine(rulebase, snapshot, candidates, coverage, render,
+                        netns_scoped_kinds(scope))
     timings["engine_s"] = round(time.monotonic() - t, 4)
 
     findings = [h for h in result.hypotheses if h.score >= options.threshold]

@@ -64,8 +64,9 @@ def test_no_exoneration_without_evidence_of_health(coverage, hypotheses, defined
 def _fake_engine(monkeypatch, hypotheses, ruled_out=()):
     seen = {}
 
-    def fake(rulebase, snapshot, candidates, coverage, render):
-        seen.update(candidates=candidates, coverage=coverage, render=render)
+    def fake(rulebase, snapshot, candidates, coverage, render, scoped_kinds=frozenset()):
+        seen.update(candidates=candidates, coverage=coverage, render=render,
+                    scoped_kinds=scoped_kinds)
         return EngineResult(hypotheses=hypotheses, ruled_out=list(ruled_out))
 
     monkeypatch.setattr(pipeline, "run_engine", fake)
@@ -231,3 +232,10 @@ def test_collect_on_a_captured_tree(tmp_path):
     assert any(c.status == "ok" for c in snap.coverage) and snap.facts
     snap.save(tmp_path / "tree.json")
     assert load_snapshot(tmp_path / "tree.json") == snap
+
+
+def test_netns_scope_marks_the_kinds_read_inside_the_namespace():
+    assert pipeline.netns_scoped_kinds(Scope()) == frozenset()
+    kinds = pipeline.netns_scoped_kinds(Scope(netns="lab"))
+    assert {"net_link", "qdisc", "net_counters"} <= kinds
+    assert "process" not in kinds and "cpu" not in kinds

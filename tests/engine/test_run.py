@@ -356,3 +356,23 @@ def test_ruled_out_shows_the_nearest_miss(pack):
     [out] = run_engine(pack({"n.yaml": rule}), facts, None, []).ruled_out
     assert (out.failed_condition, out.actual) == ("process.cpu_pct >= 90", 85.0)
     assert out.reason == "zz-near.r: process.cpu_pct >= 90 is false (actual 85.0, fact process:3)"
+
+
+def test_findings_on_kinds_read_inside_the_scope_rank_first(pack):
+    rb = pack({"a.yaml": hyp_file("zz-proc", """\
+  - id: zz-proc.r
+    weight: 3
+    when:
+      p: process where cpu_pct >= 90
+"""), "b.yaml": hyp_file("zz-cpu", """\
+  - id: zz-cpu.r
+    weight: 3
+    when:
+      c: cpu where busy_pct >= 90
+""")})
+    facts = [proc(7, cpu_pct=99.0), cpu(busy_pct=95.0)]
+    plain = [h.id for h in run_engine(rb, facts, None, []).hypotheses]
+    assert plain == ["zz-cpu", "zz-proc"]  # equal scores: by id
+    scoped = run_engine(rb, facts, None, [], render={"netns": "lab"},
+                        scoped_kinds={"process"}).hypotheses
+    assert [h.id for h in scoped] == ["zz-proc", "zz-cpu"]
