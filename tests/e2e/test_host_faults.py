@@ -482,3 +482,76 @@ def test_throttled_cgroup_on_a_saturated_host(undo, accuracy):
     time.sleep(0.5)
     report = diagnose("high-latency", cgroup=cg.path)
     accuracy.check(report, ["cpu-cgroup-throttling", "cpu-saturation"], names=[[cg.path], []])
+
+
+# --- look-alikes for io-latency: a throttled cgroup vs a saturated device ---------------
+
+#: O_DIRECT sequential reads of argv[1], over and over (a cgroup's throttle holds them)
+DIRECT_READER = """\
+import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)
+buf = mmap.mmap(-1, 65536)
+while True:
+    os.lseek(fd, 0, 0)
+    while os.readv(fd, [buf]) > 0:
+        pass
+"""
+
+#: synchronous 4 KiB writes at random offsets of argv[1] (O_DIRECT|O_DSYNC): a deep queue
+SYNC_WRITER = """\
+import mmap, os, random, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_DIRECT | os.O_DSYNC)
+blocks = os.lseek(fd, 0, os.SEEK_END) // 4096
+buf = mmap.mmap(-1, 4096)
+while True:
+    os.pwritev(fd, [buf], random.randrange(blocks) * 4096)
+"""
+
+
+def loop_device(undo, backing: Path, size_mib: int) -> str:
+    """A loop device (direct I/O to its backing file) over `size_mib` MiB of written data."""
+    if shutil.which("losetup") is None:
+        pytest.skip("losetup is not installed (util-linux)")
+    with open(backing, "wb") as f:
+        for _ in range(size_mib):
+            f.write(os.urandom(1 << 20))
+        f.flush()
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    made = run("losetup", "--find", "--show", "--direct-io=on", str(backing), check=False)
+    if made.returncode != 0:
+        pytest.skip(f"no loop device here: {made.stderr.strip()}")
+    device = made.stdout.strip()
+    undo.callback(run, "losetup", "-d", device, check=False)
+    return device
+
+
+def test_io_throttled_cgroup_on_a_fast_device(undo, accuracy, tmp_path):
+    """blkio/io.max read limit of 1 MiB/s on a loop device: the reader waits in its cgroup,
+    the device itself is idle. The look-alike below saturates the device instead."""
+    device = loop_device(undo, tmp_path / "backing", 16)
+    rdev = os.stat(device).st_rdev
+    majmin = f"{os.major(rdev)}:{os.minor(rdev)}"
+    procs = undo.enter_context(Procs())
+    cg = undo.enter_context(TestCgroup("io-throttle", ["io"]))
+    if cg.v2:
+        cg.write("io", None, "io.max", f"{majmin} rbps=1048576")
+    else:
+        cg.write("io", "blkio.throttle.read_bps_device", None, f"{majmin} 1048576")
+    procs.python(DIRECT_READER, device, cgroup=cg)
+    time.sleep(3)  # io pressure avg10 builds up
+    report = diagnose("io-latency", cgroup=cg.path)
+    accuracy.check(report, "io-cgroup-throttle", names=[cg.path])
+    assert find(report, "io-device-saturation", [os.path.basename(device)]) is None, \
+        summary(report)
+
+
+def test_io_saturated_device_without_a_throttle(undo, accuracy, tmp_path):
+    device = loop_device(undo, tmp_path / "backing", 64)
+    procs = undo.enter_context(Procs())
+    for _ in range(8):
+        procs.python(SYNC_WRITER, device)
+    time.sleep(2)
+    report = diagnose("io-latency")
+    accuracy.check(report, "io-device-saturation", names=[os.path.basename(device)])
+    assert find(report, "io-cgroup-throttle") is None, summary(report)
