@@ -274,6 +274,36 @@ class Explainer:
         return False
 
 
+SCOPED_FIELDS = {"pid": ("pid",), "iface": ("ifname", "iface", "dev", "interface"),
+                 "cgroup": ("cgroup", "path"), "netns": ("netns",)}
+
+
+def same_object(name: str, a: Any, b: Any) -> bool:
+    """Scope values compare as strings; cgroup paths also match when one is the other's
+    tail (--cgroup /sys/fs/cgroup/memory/app vs the fact's /app)."""
+    a, b = str(a), str(b)
+    if a == b:
+        return True
+    if name == "cgroup":
+        a, b = a.strip("/"), b.strip("/")
+        return bool(a) and bool(b) and (a == b or a.endswith("/" + b) or b.endswith("/" + a))
+    return False
+
+
+def about_elsewhere(subject_facts: list[dict], render: dict[str, Any]) -> bool:
+    """Whether a finding's subject (the facts its rules' `subject` templates name) is
+    another object of the type the user scoped to: another pid with --pid, another
+    cgroup with --cgroup, another interface with --iface. Host-wide findings are not."""
+    for name, fields in SCOPED_FIELDS.items():
+        wanted = render.get(name)
+        if wanted is None:
+            continue
+        values = [f[field] for f in subject_facts for field in fields if f.get(field) is not None]
+        if values and not any(same_object(name, v, wanted) for v in values):
+            return True
+    return False
+
+
 def in_scope(binds: dict[str, dict], render: dict[str, Any],
              scoped_kinds: frozenset = frozenset()) -> bool:
     """Whether the facts behind a finding are about the object the user scoped to
@@ -289,6 +319,7 @@ def in_scope(binds: dict[str, dict], render: dict[str, Any],
               "cgroup": ("cgroup", "path"), "netns": ("netns",)}
     for fact in binds.values():
         for name, value in wanted.items():
-            if any(str(fact.get(f)) == value for f in fields[name] if fact.get(f) is not None):
+            if any(same_object(name, fact.get(f), value) for f in fields[name]
+                   if fact.get(f) is not None):
                 return True
     return False

@@ -1,6 +1,7 @@
 """run_engine: facts + rule base -> ranked hypotheses, ruled-out ones, rule errors."""
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -110,9 +111,10 @@ def _conclude(rb: RuleBase, session, candidates: Optional[list[str]], coverage: 
                 hyp = _hypothesis(spec, scored, session, gates_passed, render)
                 binds = {f"{i}.{a}": facts[fid] for i, item in enumerate(scored.items)
                          for a, fid in item.facts.items() if fid in facts}
-                reported.append((X.in_scope(binds, render, scoped_kinds), hyp))
+                elsewhere = X.about_elsewhere(_subject_facts(scored, facts), render)
+                reported.append(((X.in_scope(binds, render, scoped_kinds), elsewhere), hyp))
     reported.sort(key=lambda p: ranking_key(p[1].score, p[1].severity, p[1].id, p[1].subject,
-                                            p[1].certainty, p[0]))
+                                            p[1].certainty, *p[0]))
     hyps = _causal_links(rb, [h for _, h in reported])
 
     explainer = X.Explainer(facts, coverage, rb.derivers_of)
@@ -120,6 +122,23 @@ def _conclude(rb: RuleBase, session, candidates: Optional[list[str]], coverage: 
     ruled_out = [_ruled_out(rb, hid, scored_by_hyp.get(hid, []), gates_passed, explainer)
                  for hid in wanted if hid not in reported_ids]
     return EngineResult(hypotheses=hyps, ruled_out=ruled_out, rule_errors=list(session.errors))
+
+
+_SUBJECT_ALIAS = re.compile(r"\{(\w+)\.")
+
+
+def _subject_facts(scored: Scored, facts: dict[str, dict]) -> list[dict]:
+    """The facts a finding's subject is rendered from: those bound to the aliases its
+    positive rules' `subject` templates use ("pid {p.pid}" -> the fact bound to p)."""
+    out = []
+    for item in scored.items:
+        if item.cf <= 0 or not item.rule.spec.subject:
+            continue
+        for alias in _SUBJECT_ALIAS.findall(item.rule.spec.subject):
+            fid = item.facts.get(alias)
+            if fid in facts:
+                out.append(facts[fid])
+    return out
 
 
 def _hypothesis(spec, scored: Scored, session, gates_passed: dict, render: dict) -> Hypothesis:

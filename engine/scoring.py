@@ -117,11 +117,14 @@ CERTAINTY_RANK = {"confirmed": 3, "likely": 2, "possible": 1, "unlikely": 0}
 
 
 def ranking_key(score: float, severity: str, hid: str, subject: str,
-                certainty: str = "unlikely", scoped: bool = False) -> tuple:
-    """Best first. Within one certainty label, findings about the scoped object
-    (--pid, --iface, ...) come before host-wide ones (issue: "scoped objects above
-    host-wide noise"); a stronger label always wins."""
-    return (-CERTAINTY_RANK.get(certainty, 0), not scoped, -score,
+                certainty: str = "unlikely", scoped: bool = False,
+                elsewhere: bool = False) -> tuple:
+    """Best first. With a scope (--pid, --cgroup, --iface, --netns): findings about
+    *another* object of the scoped type (an OOM in another cgroup) come after all the
+    others, whatever their label; within one label, findings about the scoped object
+    come before host-wide ones ("scoped objects above host-wide noise"). Otherwise the
+    stronger label, then the higher score wins."""
+    return (elsewhere, -CERTAINTY_RANK.get(certainty, 0), not scoped, -score,
             -SEVERITY_RANK.get(severity, 0), hid, subject)
 
 

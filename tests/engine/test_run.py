@@ -376,3 +376,36 @@ def test_findings_on_kinds_read_inside_the_scope_rank_first(pack):
     scoped = run_engine(rb, facts, None, [], render={"netns": "lab"},
                         scoped_kinds={"process"}).hypotheses
     assert [h.id for h in scoped] == ["zz-proc", "zz-cpu"]
+
+
+def test_findings_about_another_scoped_object_rank_last(pack):
+    rb = pack({"a.yaml": hyp_file("zz-proc", """\
+  - id: zz-proc.r
+    weight: 3
+    when:
+      p: process where cpu_pct >= 90
+    subject: "pid {p.pid}"
+"""), "b.yaml": hyp_file("zz-cpu", """\
+  - id: zz-cpu.r
+    weight: 2
+    when:
+      c: cpu where busy_pct >= 90
+""")})
+    facts = [proc(7, cpu_pct=99.0), cpu(busy_pct=95.0)]
+    plain = run_engine(rb, facts, None, []).hypotheses
+    assert [(h.id, h.certainty) for h in plain] == [("zz-proc", "confirmed"), ("zz-cpu", "likely")]
+    # --pid 8: the confirmed finding is about pid 7, another object: it goes after the
+    # host-wide one; about pid 7 itself it stays first
+    other = run_engine(rb, facts, None, [], render={"pid": "8"}).hypotheses
+    assert [h.id for h in other] == ["zz-cpu", "zz-proc"]
+    same = run_engine(rb, facts, None, [], render={"pid": "7"}).hypotheses
+    assert [h.id for h in same] == ["zz-proc", "zz-cpu"]
+
+
+@pytest.mark.parametrize("a, b, same", [
+    ("/app", "/app", True), ("/sys/fs/cgroup/memory/app", "/app", True),
+    ("/app/", "/sys/fs/cgroup/cpu/app", True), ("/other", "/app", False),
+    ("/myapp", "/app", False), ("/", "/app", False)])
+def test_cgroup_scope_matches_full_and_relative_paths(a, b, same):
+    from sysdiag.engine.explain import same_object
+    assert same_object("cgroup", a, b) is same
