@@ -42,6 +42,7 @@ class CaseResult:
     matched: set[str] = field(default_factory=set)  # rule ids
     matches: list[Match] = field(default_factory=list)
     duration_s: float = 0.0
+    report: Optional[EngineResult] = None  # what the engine reported for the case
 
     @property
     def ok(self) -> bool:
@@ -301,6 +302,7 @@ def run_case(case: Case, rb: RuleBase) -> CaseResult:
         res.error = str(err)
         return res
     result = run_engine(rb, facts, candidates, coverage, render=case.scope)
+    res.report = result
     matches, all_facts, errors = session_matches(rb, facts)
     res.matches = matches
     res.matched = {m.rule.id for m in matches}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import write
+from authoring_helpers import write
 
 from sysdiag.authoring.cases import read_test_file, find_test_files
 from sysdiag.authoring.coverage import measure

@@ -6,7 +6,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from conftest import write
+from authoring_helpers import write
 
 from sysdiag.facts import HostInfo, ProbeOutcome, Snapshot
 from sysdiag.facts.registry import fact_from_dict

@@ -1,7 +1,7 @@
 """`sysdiag rules lint`: loader problems with hints, and what loads but is wrong."""
 from __future__ import annotations
 
-from conftest import PACK_RULE, write
+from authoring_helpers import PACK_RULE, write
 
 from sysdiag.authoring.lint import lint
 from sysdiag.authoring.satisfy import never_true
