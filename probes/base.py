@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional
@@ -22,6 +23,7 @@ from sysdiag.facts import Fact, Scope
 Cost = Literal["cheap", "moderate", "tracing"]
 
 READ_CHUNK = 64 * 1024
+_FD_LINKS_LOCK = threading.Lock()
 
 
 class Unavailable(Exception):
@@ -48,6 +50,8 @@ class ProbeContext:
     netns_label: Optional[str] = None
     #: --iface and the interfaces related to it (master, peer, ports); None: every one
     ifaces: Optional[frozenset[str]] = None
+    #: this run's /proc/PID/fd links, shared by the probes (probes/procwalk.py)
+    _fd_links: Any = field(default=None, init=False, repr=False, compare=False)
 
     def proc(self, *parts: str | int) -> Path:
         return self.proc_root.joinpath(*map(str, parts))
@@ -74,6 +78,15 @@ class ProbeContext:
 
     def sys(self, *parts: str | int) -> Path:
         return self.sys_root.joinpath(*map(str, parts))
+
+    def fd_links(self, pid: int) -> dict[str, Optional[str]]:
+        """fd name -> link target of /proc/PID/fd, read once per run and shared by the
+        probes that need it; raises what os.listdir raised (probes/procwalk.py)."""
+        with _FD_LINKS_LOCK:
+            if self._fd_links is None:
+                from .procwalk import FdLinks
+                self._fd_links = FdLinks(str(self.proc_root))
+        return self._fd_links.of(pid)
 
     @property
     def is_root(self) -> bool:

@@ -308,19 +308,16 @@ def find_owners(ctx: ProbeContext, inodes: set[int], max_links: int = MAX_FD_LIN
     except OSError as err:
         return found, f"cannot list {ctx.proc_root}: {err.strerror}"
     for pid in pids:
-        fd_dir = ctx.proc(pid, "fd")
         try:
-            fds = os.listdir(fd_dir)
+            fds = ctx.fd_links(pid)  # shared with the deleted-files probe
         except PermissionError:
             denied += 1
             continue
         except OSError:  # exited meanwhile
             continue
-        for fd in fds:
+        for target in fds.values():
             links += 1
-            try:
-                target = os.readlink(os.path.join(fd_dir, fd))
-            except OSError:
+            if target is None:  # closed meanwhile
                 continue
             if target.startswith("socket:["):
                 inode = int(target[8:-1])

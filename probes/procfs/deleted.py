@@ -135,20 +135,18 @@ class DeletedFileScanner:
         return result
 
     def _scan_pid(self, pid: int, result: Scan) -> None:
-        fd_dir = f"{self.root}/{pid}/fd"
         try:
-            names = os.listdir(fd_dir)
+            links = self.ctx.fd_links(pid)  # shared with the sockets probe
         except PermissionError:
             result.pids_unreadable += 1
             return
         except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
             return  # exited
         result.pids_seen += 1
-        for name in names[:max(0, self.max_fds - result.fds_seen)]:
+        for name in list(links)[:max(0, self.max_fds - result.fds_seen)]:
             result.fds_seen += 1
-            try:
-                target = os.readlink(f"{fd_dir}/{name}")
-            except OSError:
+            target = links[name]
+            if target is None:
                 continue  # closed meanwhile
             path = deleted_path(target)
             if path is None:
