@@ -229,11 +229,9 @@ def capacity_problems(rules: list[CompiledRule], warnings: list[Problem]) -> lis
                               f"most {MAX_RULES}", "split the rules into fewer, broader rules"))
     same_path: dict[str, list[RuleSpec]] = {}
     children: dict[str, dict[str, RuleSpec]] = {}
-    per_kind: dict[str, list[RuleSpec]] = {}
     for r in rules:
         for p in r.patterns:
             same_path.setdefault(json.dumps(p.durable, sort_keys=True), []).append(r.spec)
-            per_kind.setdefault(p.kind, []).append(r.spec)
             tests = p.durable.get("$and", [])
             if len(tests) > 1:
                 children.setdefault(p.kind, {}).setdefault(
@@ -250,11 +248,83 @@ def capacity_problems(rules: list[CompiledRule], warnings: list[Problem]) -> lis
             errors.append(Problem(r.file, r.line, 1, f"{len(tests)} different first tests on "
                                   f"fact kind {kind!r}; above 512 durable-rules hangs",
                                   "use `in [...]` or a derived fact instead of one rule per value"))
-    for kind, specs in per_kind.items():
-        if len(specs) > MAX_ALPHA_MATCHES:
+    for kind, (bound, specs) in alpha_bounds(rules).items():
+        if bound > MAX_ALPHA_MATCHES:
             r = specs[MAX_ALPHA_MATCHES]
-            warnings.append(Problem(r.file, r.line, 1, f"{len(specs)} patterns test fact kind "
-                                    f"{kind!r}: a fact that satisfies more than 64 of them is "
-                                    "left out of the diagnosis (durable-rules error 303)",
+            warnings.append(Problem(r.file, r.line, 1, f"{bound} patterns on fact kind {kind!r} "
+                                    f"can match one fact at once (of {len(specs)}): a fact that "
+                                    "satisfies more than 64 of them is left out of the diagnosis "
+                                    "(durable-rules error 303)",
                                     "make thresholds on the same field one rule"))
     return errors
+
+
+def _literal_key(value: Any) -> Any:
+    """Literals durable may take as equal share a key: it coerces on `==` (ENGINE-NOTES
+    §5.2: `v == 8` matches 8, 8.0 and "8"; `b == true` matches True, 1 and "true")."""
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("true", "false"):
+            return float(low == "true")
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if isinstance(value, (bool, int, float)):
+        return float(value)
+    return json.dumps(value, sort_keys=True)
+
+
+def leading_literals(p: CompiledPattern) -> Optional[tuple[str, set]]:
+    """(field, literal keys) when the pattern's first test after `kind` is `field == literal`
+    or an `in [...]` of literals on one field; a fact can then match the pattern only if its
+    field has one of those values. None for any other first test."""
+    tests = p.durable.get("$and", [])
+    if len(tests) < 2:
+        return None
+    first = tests[1]
+    alts = first["$or"] if list(first) == ["$or"] else [first]
+    names, keys = set(), set()
+    for alt in alts:
+        if not isinstance(alt, dict) or len(alt) != 1:
+            return None
+        (name, value), = alt.items()
+        if name.startswith("$") or isinstance(value, (dict, list)):
+            return None  # an operator, a reference or an arithmetic term
+        names.add(name)
+        keys.add(_literal_key(value))
+    return (names.pop(), keys) if len(names) == 1 else None
+
+
+def worst_case_matches(patterns: list[CompiledPattern]) -> int:
+    """How many of these patterns (of one kind) one fact can satisfy at once, at most
+    (ENGINE-NOTES §5.1 counts alpha matches per fact). Patterns whose first test is an
+    equality on the same field with different literals never match one fact together: for
+    such a field, the bound is the largest group sharing a literal plus every pattern with
+    no such test; the tightest field wins. Without one, every pattern counts. Conservative:
+    durable counts the matching children of one alpha node (measured: 40 patterns under
+    `signature == "oom"` plus 30 without a signature test passed on one fact; 65 under one
+    signature, or 65 without, failed)."""
+    leads = [leading_literals(p) for p in patterns]
+    best = len(patterns)
+    for name in {lead[0] for lead in leads if lead is not None}:
+        groups: dict[Any, int] = {}
+        others = 0
+        for lead in leads:
+            if lead is None or lead[0] != name:
+                others += 1
+                continue
+            for key in lead[1]:
+                groups[key] = groups.get(key, 0) + 1
+        best = min(best, max(groups.values()) + others)
+    return best
+
+
+def alpha_bounds(rules: list[CompiledRule]) -> dict[str, tuple[int, list[RuleSpec]]]:
+    """kind -> (worst-case patterns matching one fact of it, the rules of its patterns)."""
+    per_kind: dict[str, list[tuple[CompiledPattern, RuleSpec]]] = {}
+    for r in rules:
+        for p in r.patterns:
+            per_kind.setdefault(p.kind, []).append((p, r.spec))
+    return {kind: (worst_case_matches([p for p, _ in pairs]), [s for _, s in pairs])
+            for kind, pairs in per_kind.items()}

@@ -17,7 +17,7 @@ from typing import Iterable, Optional
 
 from sysdiag.engine import RuleBase, RuleLoadError, builtin_rules_dir
 from sysdiag.engine import expr as E
-from sysdiag.engine.compile import MAX_ALPHA_MATCHES, compile_rulebase
+from sysdiag.engine.compile import MAX_ALPHA_MATCHES, alpha_bounds, compile_rulebase
 from sysdiag.engine.loader import MAX_PATTERNS, load_packs
 from sysdiag.engine.spec import Problem, RuleSpec
 from sysdiag.facts import FACT_MODELS
@@ -121,7 +121,7 @@ def _semantic(rb: RuleBase, linted: set[str]) -> list[Finding]:
             for w in crb.warnings]
     rules = [r for r in rb.all_rules if r.pack in linted]
     out += _never_fire(rb, linted)
-    out += _near_limits(rb, rules)
+    out += _near_limits(rb, rules, alpha_bounds(crb.rules))
     return out
 
 
@@ -189,7 +189,8 @@ def _never_fire(rb: RuleBase, linted: set[str]) -> list[Finding]:
     return out
 
 
-def _near_limits(rb: RuleBase, rules: list[RuleSpec]) -> list[Finding]:
+def _near_limits(rb: RuleBase, rules: list[RuleSpec],
+                 alpha: dict[str, tuple[int, list[RuleSpec]]]) -> list[Finding]:
     out = []
     per_kind: dict[str, list[RuleSpec]] = {}
     nex: dict[str, int] = {}
@@ -214,14 +215,17 @@ def _near_limits(rb: RuleBase, rules: list[RuleSpec]) -> list[Finding]:
                                    f"other facts; durable-rules takes about {MAX_JOIN_TERMS} "
                                    "(error 113)", "derive an intermediate fact"))
     ids = {r.id for r in rules}
-    for kind, users in per_kind.items():
-        if NEAR * MAX_ALPHA_MATCHES <= len(users) <= MAX_ALPHA_MATCHES:
+    for kind, (bound, users) in alpha.items():
+        # the worst case one fact can match (compile.worst_case_matches: patterns testing
+        # different literals of one field never match together)
+        if NEAR * MAX_ALPHA_MATCHES <= bound <= MAX_ALPHA_MATCHES:
             first = next((r for r in users if r.id in ids), None)
             if first is not None:
                 out.append(Finding(
                     "warning", "durable-limit", first.file, first.line, 1,
-                    f"{len(users)} patterns test fact kind {kind!r}; a fact that matches more "
-                    f"than {MAX_ALPHA_MATCHES} of them is lost (durable-rules error 303)",
+                    f"{bound} patterns on fact kind {kind!r} can match one fact at once; a "
+                    f"fact that matches more than {MAX_ALPHA_MATCHES} of them is lost "
+                    "(durable-rules error 303)",
                     "make thresholds on the same field one rule, or derive a fact"))
     for kind, count in nex.items():
         if count >= NEAR * MAX_NEX:

@@ -24,8 +24,10 @@ def test_every_builtin_rule_passes_lint():
     assert not errors, "\n".join(errors)
     untested = [str(f) for f in findings if f.code == "no-tests"]
     assert not untested, "\n".join(untested)
-    # the built-in hypotheses' symptoms are their playbooks' (KNOWLEDGE §4)
-    flagged = [str(f) for f in findings if "lists symptom" in f.message]
+    # the built-in hypotheses' symptoms are their playbooks' (KNOWLEDGE §4), and no fact
+    # kind is near durable's 64 matches for one fact (compile.worst_case_matches)
+    flagged = [str(f) for f in findings
+               if "lists symptom" in f.message or "can match one fact at once" in f.message]
     assert not flagged, "\n".join(flagged)
 
 

@@ -142,3 +142,25 @@ def test_conditions_near_durable_limits(tmp_path):
     findings = [f for f in lint([pack]) if f.code == "durable-limit"]
     assert any("14 patterns" in f.message and "at most 16" in f.message for f in findings), \
         _texts(findings)
+
+
+def test_patterns_per_fact_count_the_worst_case_not_the_total(tmp_path):
+    """52+ patterns on one kind warn only if one fact can match that many: patterns whose first
+    test is `==` on one field with different literals never match together."""
+    def rules(groups: dict[str, int]) -> str:
+        return "".join(f"  - id: site-klog.{sig}{i}\n    weight: 1\n    when:\n"
+                       f"      k: klog where signature == \"{sig}\" and count >= {i}\n"
+                       for sig, n in groups.items() for i in range(n))
+
+    head = "hypothesis:\n  id: site-klog\n  title: K\n  severity: low\nrules:\n"
+    split, one = tmp_path / "split", tmp_path / "one"
+    # signatures of their own: the built-in klog patterns that test no signature first
+    # (a few) join every group
+    write(split / "h.yaml", head + rules({"site-a": 30, "site-b": 30}))
+    write(one / "h.yaml", head + rules({"site-a": 50}))
+    near = "can match one fact at once"
+    assert not [f for f in lint([split]) if near in f.message]
+    [f] = [f for f in lint([one]) if near in f.message]
+    bound = int(f.message.split()[0])
+    assert f.severity == "warning" and 52 <= bound <= 64, f.message
+    assert f.message.startswith(f"{bound} patterns on fact kind 'klog'")

@@ -142,3 +142,54 @@ def test_capacity_limits(pack, write_pack):
     with pytest.raises(RuleLoadError) as info:
         load_rulebase([write_pack({"c.yaml": head + hang})], include_builtin=False)
     assert "above 512 durable-rules hangs" in str(info.value)
+
+
+def _klog_rules(groups: dict[str, int], plain: int = 0, prefix: str = "zz-klog") -> str:
+    """`n` rules `signature == "S" and count >= i` per signature S, then `plain` rules
+    `count >= i` that any klog fact with a count can match."""
+    out = f"hypothesis:\n  id: {prefix}\n  title: k\n  severity: low\nrules:\n"
+    for sig, n in groups.items():
+        out += "".join(f"  - id: {prefix}.{sig}{i}\n    weight: 1\n    when:\n"
+                       f"      k: klog where signature == \"{sig}\" and count >= {i}\n"
+                       f"    subject: \"{{k.signature}}\"\n" for i in range(n))
+    out += "".join(f"  - id: {prefix}.any{i}\n    weight: 1\n    when:\n"
+                   f"      k: klog where count >= {i}\n" for i in range(plain))
+    return out
+
+
+def test_worst_case_groups_equalities_on_one_field():
+    from sysdiag.engine.compile import leading_literals, worst_case_matches
+
+    def cp(cond: str):
+        return compile_pattern("k", "klog", E.parse_condition(cond))
+
+    oom, hung = cp('signature == "oom-kill" and count > 1'), cp('signature == "hung-task"')
+    either = cp('signature in ["oom-kill", "segfault"] and in_window == true')
+    free = cp("count >= 100")  # no equality test first: it can join any group
+    assert leading_literals(oom) == ("signature", {"oom-kill"})
+    assert leading_literals(either) == ("signature", {"oom-kill", "segfault"})
+    assert leading_literals(free) is None
+    assert leading_literals(cp('signature == "x" or subject == "y"')) is None  # two fields
+    assert worst_case_matches([oom, oom, hung, hung, hung]) == 3
+    assert worst_case_matches([oom, oom, either, hung, free]) == 4  # oom-kill: 2 + 1 + free
+    # literals durable coerces to one another (8 == "8" == 8.0, true == 1) never split a group
+    assert worst_case_matches([cp("count == 8"), cp('count == "8"'), cp("count == 8.0")]) == 3
+    assert worst_case_matches([cp("in_window == true"), cp("in_window == 1"),
+                               cp("in_window == false")]) == 2
+    # with two candidate fields the tighter bound holds: every pattern pins `signature`
+    pins = [cp(f'signature == "s{i}" and subject == "a"') for i in range(5)]
+    assert worst_case_matches(pins + [cp('subject == "a"')]) == 2
+
+
+def test_capacity_counts_what_one_fact_can_match(pack):
+    # 70 klog patterns, split 63 + 7 by signature: at most 63 can match one fact
+    rb = pack({"k.yaml": _klog_rules({"oom": 63, "hung": 7})})
+    assert not [w for w in rb.warnings if "error 303" in w.message], rb.warnings
+    # one more pattern without a signature test can join the 63: 64 is still within the limit
+    rb = pack({"k.yaml": _klog_rules({"oom": 63, "hung": 7}, plain=1)})
+    assert not [w for w in rb.warnings if "error 303" in w.message], rb.warnings
+    # ... and a second one makes 65 that can all match one oom fact: flagged at load
+    rb = pack({"k.yaml": _klog_rules({"oom": 63, "hung": 7}, plain=2)})
+    [w] = [w for w in rb.warnings if "error 303" in w.message]
+    assert w.message.startswith("65 patterns on fact kind 'klog' can match one fact at once "
+                                "(of 72)")

@@ -409,3 +409,43 @@ def test_slow_action_is_flagged(pack, monkeypatch):
     monkeypatch.setattr(S, "ACTION_LIMIT_S", 0.0)
     result = run_engine(pack({"h.yaml": HOG}), [proc(1, rss_bytes=5000)], None, [])
     assert any("durable-rules drops the rest of the chain" in e.error for e in result.rule_errors)
+
+
+def klog(signature: str, count: int = 100) -> dict:
+    return {"kind": "klog", "id": f"klog:{signature}:-", "source": "test",
+            "signature": signature, "subject": "-", "count": count}
+
+
+def test_patterns_split_by_signature_stay_within_64_per_fact(pack):
+    """ENGINE-NOTES §5.1: the limit is 64 alpha nodes matching ONE fact. 70 klog patterns,
+    63 on `signature == "oom"` and 7 on "hung", plus one with no signature test: the
+    compiler's worst case is 64, nothing is flagged, and each fact asserts and fires its own."""
+    from test_compile import _klog_rules
+
+    rb = pack({"k.yaml": _klog_rules({"oom": 63, "hung": 7}, plain=1)})
+    assert len([p for r in rb.rules for p in r.patterns]) == 71
+    assert not [w for w in rb.warnings if "error 303" in w.message]
+    matches = S.run_session(rb, compiled(rb), [klog("oom"), klog("hung")]).matches
+    assert not S.run_session(rb, compiled(rb), [klog("oom")]).errors
+    fired = sorted(crule.spec.id for crule, _ in matches)
+    assert fired == sorted([f"zz-klog.oom{i}" for i in range(63)] + ["zz-klog.any0"] * 2
+                           + [f"zz-klog.hung{i}" for i in range(7)])
+    result = run_engine(rb, [klog("oom"), klog("hung")], None, [])
+    assert not result.rule_errors and sorted(subjects(result)) == ["host", "hung", "oom"]
+
+
+def test_65_patterns_that_can_match_one_fact_are_flagged_and_lose_it(pack):
+    """Grouping never hides a real overflow: 65 patterns on `signature == "oom"` can all match
+    one oom fact; the load flags it and durable refuses that fact (error 303), while the hung
+    fact (7 matches) is diagnosed. (The compiler's bound is conservative: durable counts the
+    matching children of one alpha node, so 40 patterns in a group plus 30 without a signature
+    test passed on one fact when measured; the bound flags that mix.)"""
+    from test_compile import _klog_rules
+
+    rb = pack({"k.yaml": _klog_rules({"oom": 65, "hung": 7})})
+    [w] = [w for w in rb.warnings if "error 303" in w.message]
+    assert w.message.startswith("65 patterns on fact kind 'klog' can match one fact at once")
+    result = run_engine(rb, [klog("oom"), klog("hung")], None, [])
+    assert subjects(result) == ["hung"]
+    assert any(e.rule == "<input>" and e.error.startswith("fact klog:oom:-: durable-rules error 303")
+               for e in result.rule_errors)
