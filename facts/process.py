@@ -51,6 +51,13 @@ class Process(Fact):
     nonvoluntary_ctxt_per_s: Optional[float] = None
     wchan: Optional[str] = None
     cgroup: Optional[str] = None  # the v2 path, or the cpu controller's path on v1
+    #: v1 only: the path in the freezer hierarchy, which need not be the cpu path
+    #: (None on v2, where `cgroup` is the one path and holds cgroup.freeze)
+    freezer_cgroup: Optional[str] = None
+    #: the task's freezer cgroup (v1 freezer.state FROZEN or FREEZING) or its v2 cgroup
+    #: (cgroup.events frozen 1) is frozen: the task does not run, whatever its state and
+    #: wait channel say (a v1-frozen task shows D and keeps its own wchan on 6.x)
+    cgroup_frozen: Optional[bool] = None
     tracer_pid: Optional[int] = None
     fd_count: Optional[int] = None
     fd_soft_limit: Optional[int] = None

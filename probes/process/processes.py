@@ -13,6 +13,9 @@ Surprises handled here:
   for tasks that are not in D (per the stat read just before).
 - a pid can be reused within the window: a process is the same only if its
   start time matches too.
+- a task in a frozen v1 freezer cgroup shows state D and keeps the wait channel it
+  slept in (hrtimer_nanosleep...) on 6.x kernels, so whether its cgroup is frozen is
+  read from the cgroup itself (freezer.state, v2 cgroup.events), once per cgroup.
 """
 from __future__ import annotations
 
@@ -25,9 +28,10 @@ from typing import Callable, Optional, get_args
 from sysdiag.facts import Fact, Process, TaskSummary, ZombieParent
 from sysdiag.facts.process import ProcState
 
-from ..base import Probe, ProbeContext, pct
+from ..base import Probe, ProbeContext, Unavailable, pct
 from ..parse import ParseError, to_int
 from ..registry import register_probe
+from ..sysfs.cgroupfs import UNIFIED, detect_layout, parse_keyed, parse_proc_cgroup, rel_to_path
 
 PF_KTHREAD = 0x00200000  # include/linux/sched.h
 KNOWN_STATES = frozenset(get_args(ProcState))
@@ -187,6 +191,8 @@ class ProcReading:
     # last sample only
     wchan: Optional[str] = None
     cgroup: Optional[str] = None
+    freezer_cgroup: Optional[str] = None  # v1 only
+    cgroup_frozen: Optional[bool] = None
     cmdline: Optional[str] = None
     fd_count: Optional[int] = None
     fd_soft_limit: Optional[int] = None
@@ -319,6 +325,7 @@ class ProcessesProbe(Probe):
                 self._read_details(read, f"{root}/{proc.pid}", proc, ctx)
             except ParseError as err:
                 self.warn(f"{err}; detail left out")  # the counters of this pid stay
+        self._read_frozen(ctx, reading)
         for name in ("pid_max", "threads-max"):
             try:
                 value = self._sysctl(read, f"{root}/sys/kernel/{name}")
@@ -335,6 +342,8 @@ class ProcessesProbe(Probe):
             return  # no cmdline, fds, limits or cgroup of its own worth reading
         cgroup = self._optional(read, f"{base}/cgroup")
         proc.cgroup = parse_cgroup_path(cgroup, f"{base}/cgroup") if cgroup else None
+        if cgroup:
+            proc.freezer_cgroup = parse_proc_cgroup(cgroup, f"{base}/cgroup").get("freezer")
         if proc.stat.state not in ("D", "Z"):  # see the module docstring: mmap_lock
             cmdline = self._optional(read, f"{base}/cmdline", CMDLINE_BYTES)
             proc.cmdline = parse_cmdline(cmdline) if cmdline else None
@@ -343,6 +352,47 @@ class ProcessesProbe(Probe):
             limits = self._optional(read, f"{base}/limits")
             proc.fd_soft_limit = (parse_limits_nofile(limits, f"{base}/limits")
                                   if limits else None)
+
+    def _read_frozen(self, ctx: ProbeContext, reading: ProcessesReading) -> None:
+        """cgroup_frozen of every process with a cgroup, one read per cgroup: v1
+        freezer.state (FROZEN, or FREEZING: on its way), v2 cgroup.events `frozen`.
+        The root cgroup has neither file and cannot be frozen."""
+        try:
+            layout = detect_layout(ctx)
+        except Unavailable:
+            return  # no cgroup tree (a captured tree without /sys): the cgroups probe says so
+        if layout.version == 2:
+            root, name = layout.roots[UNIFIED], "cgroup.events"
+        elif "freezer" in layout.roots:
+            root, name = layout.roots["freezer"], "freezer.state"
+        else:
+            return  # v1 without a freezer hierarchy: nothing can be frozen
+        known: dict[str, Optional[bool]] = {}
+        for proc in reading.procs.values():
+            rel = proc.cgroup if layout.version == 2 else proc.freezer_cgroup
+            if rel is None:
+                continue
+            if rel not in known:
+                known[rel] = self._frozen(ctx, rel_to_path(root, rel) / name, rel == "/")
+            proc.cgroup_frozen = known[rel]
+
+    def _frozen(self, ctx: ProbeContext, path: Path, is_root: bool) -> Optional[bool]:
+        try:
+            text = ctx.read_optional(path)
+        except OSError as err:
+            if not isinstance(err, (PermissionError, NotADirectoryError)):
+                self.warn(f"{path}: {err.strerror or err}")
+            return None
+        if text is None:
+            return False if is_root else None  # None: the cgroup went away meanwhile
+        if path.name == "freezer.state":
+            return text.strip() in ("FROZEN", "FREEZING")
+        try:
+            frozen = parse_keyed(text, str(path)).get("frozen")
+        except ParseError as err:
+            self.warn(str(err))
+            return None
+        return None if frozen is None else frozen == 1
 
     def _optional(self, read: Callable[[str, int], str], path: str,
                   limit: int = SMALL_FILE_BYTES) -> Optional[str]:
@@ -466,6 +516,7 @@ def _process_fact(root: str, p: ProcReading, before: Optional[ProcReading],
         rss_bytes=rss_kb * 1024 if rss_kb is not None else s.rss_pages * page_size,
         rss_anon_bytes=_kb(st.get("RssAnon")), swap_bytes=_kb(st.get("VmSwap")),
         minflt_total=s.minflt, majflt_total=s.majflt, wchan=p.wchan, cgroup=p.cgroup,
+        freezer_cgroup=p.freezer_cgroup, cgroup_frozen=p.cgroup_frozen,
         tracer_pid=st.get("TracerPid"), fd_count=p.fd_count, fd_soft_limit=p.fd_soft_limit,
         fd_pct_of_limit=pct(p.fd_count, p.fd_soft_limit),
         age_s=(round(uptime_s - s.starttime / clk_tck, 2) if uptime_s is not None else None),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from faults import (Procs, TestCgroup, Tmpfs, is_cgroup2, mounted, run, state_of,
+from faults import (Procs, TestCgroup, Tmpfs, mounted, run, state_of,
                     wait_until)
 from harness import Pid, diagnose, find, summary
 
@@ -299,11 +299,6 @@ def test_sigstopped_process_is_stopped_traced(undo, accuracy):
     assert found["certainty"] == "confirmed"
 
 
-@pytest.mark.xfail(not is_cgroup2(), strict=True, reason=(
-    "rule gap: on the v1 freezer (kernel 6.x) a frozen task shows state D with its own wait "
-    "channel (hrtimer_nanosleep), so proc-stopped-traced.runs-normally (-3) cancels "
-    "proc-stopped-traced.frozen-cgroup (+3) and derive-blocked-task routes it 'other' "
-    "(proc-d-state-blocked 0.5 ranks instead)"))
 def test_frozen_cgroup_is_stopped_not_a_fuse_stall(undo, accuracy):
     """Look-alike of the FUSE stall: tasks that do not move, but frozen by their cgroup."""
     procs = undo.enter_context(Procs())

@@ -249,3 +249,49 @@ def test_garbled_detail_files_leave_the_detail_out(tmp_path):
         f"{tmp_path}/proc/43/limits: Max open files: expected an integer, got 'many'; "
         "detail left out",
         f"{tmp_path}/proc/sys/kernel/pid_max: value: expected an integer, got 'lots'"]
+
+
+def _stat(pid: int, state: str = "S") -> str:
+    return VIM_STAT.replace("26231 (vim) R", f"{pid} (vim) {state}")
+
+
+def test_v1_freezer_path_and_frozen_state_come_from_the_freezer_hierarchy(tmp_path):
+    """v1: the freezer path may differ from the cpu path (the one `cgroup` records); a
+    task in a FROZEN (or FREEZING) freezer cgroup is frozen whatever its state says."""
+    fz = "sys/fs/cgroup/freezer"
+    ctx = write_tree(tmp_path, {
+        "proc/41/stat": _stat(41, "D"),
+        "proc/41/cgroup": "7:freezer:/paused\n4:cpu,cpuacct:/app.slice\n0::/\n",
+        "proc/42/stat": _stat(42),
+        "proc/42/cgroup": "7:freezer:/\n4:cpu,cpuacct:/app.slice\n",
+        "proc/43/stat": _stat(43),
+        "proc/43/cgroup": "7:freezer:/going\n4:cpu,cpuacct:/\n",
+        "proc/44/stat": _stat(44),
+        "proc/44/cgroup": "7:freezer:/thawed\n4:cpu,cpuacct:/\n",
+        "sys/fs/cgroup/cpu/cgroup.procs": "",
+        f"{fz}/cgroup.procs": "", f"{fz}/paused/freezer.state": "FROZEN\n",
+        f"{fz}/going/freezer.state": "FREEZING\n", f"{fz}/thawed/freezer.state": "THAWED\n",
+    })
+    outcome, facts = run_one(ProcessesProbe(), ctx)
+    assert outcome.status == "ok" and not outcome.warnings
+    procs = {f.pid: f for f in facts if f.kind == "process"}
+    assert procs[41].cgroup == "/app.slice" and procs[41].freezer_cgroup == "/paused"
+    assert {pid: p.cgroup_frozen for pid, p in procs.items()} == {
+        41: True, 42: False, 43: True, 44: False}
+
+
+def test_v2_frozen_state_comes_from_cgroup_events(tmp_path):
+    ctx = write_tree(tmp_path, {
+        "proc/51/stat": _stat(51), "proc/51/cgroup": "0::/machine.slice/paused.scope\n",
+        "proc/52/stat": _stat(52), "proc/52/cgroup": "0::/system.slice/ok.service\n",
+        "proc/53/stat": _stat(53), "proc/53/cgroup": "0::/gone.scope\n",
+        "sys/fs/cgroup/cgroup.controllers": "cpu memory pids\n",
+        "sys/fs/cgroup/machine.slice/paused.scope/cgroup.events": "populated 1\nfrozen 1\n",
+        "sys/fs/cgroup/system.slice/ok.service/cgroup.events": "populated 1\nfrozen 0\n",
+    })
+    outcome, facts = run_one(ProcessesProbe(), ctx)
+    assert outcome.status == "ok" and not outcome.warnings
+    procs = {f.pid: f for f in facts if f.kind == "process"}
+    assert procs[51].freezer_cgroup is None  # v2: `cgroup` is the one path
+    # 53's cgroup is gone: unknown, not "thawed"
+    assert {pid: p.cgroup_frozen for pid, p in procs.items()} == {51: True, 52: False, 53: None}
