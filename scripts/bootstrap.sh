@@ -81,3 +81,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     "$VENV/bin/python" -m pip install -q -e '.[test]'
     touch "$stamp"
 fi
+# Byte-compile the sources once: where PYTHONDONTWRITEBYTECODE is set, every run would
+# otherwise recompile ~100 modules (+0.1 s per diagnose; docs/performance.md).
+"$VENV/bin/python" -m compileall -q -j 0 facts probes engine sysdiag >/dev/null
