@@ -153,10 +153,6 @@ def test_listener_that_never_accepts_overflows_its_accept_queue(accuracy, sympto
     accuracy.check(report, "net-accept-queue-overflow", names=["8080"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rule gap: net-no-listener.tcp-resets weighs Tcp OutRsts at +1 (KNOWLEDGE §5.F: +2), "
-    "so 20 refused connects/s (tcp_out_rsts_per_s ~21 in b, tcp_attempt_fails_per_s ~21 in "
-    "a) score 0.20, below the 0.5 threshold; nothing else weighs for it"))
 def test_connects_to_a_closed_port_are_no_listener(accuracy):
     with nf.lab("nol") as lab:
         conn = lab.start(lab.a, nf.CONNECT_LOOP, 8, lab.addr_b, 8081, 20)
@@ -191,11 +187,6 @@ def test_connects_to_an_unowned_on_link_address_fail_arp(accuracy):
     accuracy.check(report, "net-arp-resolution-failure", names=["10.77.0.99", lab.if_a])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rule gap: net-ephemeral-port-exhaustion does not read socket_summary, which reports "
-    "max_per_destination 10 == port_range_size 10 (port_range_used_pct 100, max_destination "
-    "'10.77.0.1 -> 10.77.0.2:5001'); its few-sockets rule (-3, tcp_alloc < 2800) even "
-    "argues against it, so it scores 0.20"))
 def test_tiny_local_port_range_is_ephemeral_port_exhaustion(accuracy):
     with nf.lab("eph") as lab:
         lab.sysctl(lab.a, "net.ipv4.ip_local_port_range", "40000 40009")
