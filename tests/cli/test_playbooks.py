@@ -160,3 +160,23 @@ def test_follow_up_allowlist(command, problem):
 
 def test_shipped_files_are_the_symptoms():
     assert sorted(p.stem for p in playbook_dir().glob("*.yaml")) == sorted(SYMPTOMS)
+
+
+@pytest.fixture(scope="module")
+def builtin_rulebase():
+    from sysdiag.engine import load_rulebase
+    return load_rulebase()
+
+
+@pytest.mark.parametrize("symptom", [s for s in SYMPTOMS if s != "health"])
+def test_every_symptom_has_hypotheses_with_rules(symptom, builtin_rulebase):
+    """Beyond the investigation hypotheses (chg-*) that every symptom weighs, each
+    symptom's playbook lists at least one hypothesis that the built-in rules can support."""
+    listed = load_playbook(symptom, REGISTERED).hypotheses
+    with_rules = [h for h in listed if h not in CHANGE and builtin_rulebase.rules_for(h)]
+    assert with_rules, f"{symptom}: none of {list(listed)} has built-in rules"
+
+
+def test_health_weighs_every_hypothesis_with_rules(builtin_rulebase):
+    assert load_playbook("health", REGISTERED).all_hypotheses
+    assert sum(1 for h in builtin_rulebase.hypotheses if builtin_rulebase.rules_for(h)) > len(CHANGE)
