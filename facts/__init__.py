@@ -8,6 +8,7 @@ from .klog import KernelLogEvent
 from .memory import Memory, VmStat
 from .namespace import NetNamespace, ProcessNamespaces
 from .network import NetCounters, NetLink, Qdisc, SockStat, SoftnetCpu, TcClass
+from .network import DropCounters
 from .nic import (IrqSpread, NicChannels, NicCoalesce, NicOffloads, NicQueues, NicRings,
                   SoftirqCpu, SoftirqSummary)
 from .netstack import (Conntrack, IfaceSysctl, NeighEntry, NeighTable, Netfilter, NetfilterRule,
@@ -28,6 +29,7 @@ __all__ = [
     "SCHEMA_VERSION",
 ]
 __all__ += ["NetLink", "Qdisc", "TcClass", "SoftnetCpu", "NetCounters", "SockStat"]
+__all__ += ["DropCounters"]
 __all__ += ["Mount", "Filesystem", "FilesystemUnresponsive", "BlockDevice", "FileTable",
             "LockSummary", "LockContention", "Cgroup"]
 __all__ += ["RunqLatency", "OffCpuWait", "SkbDrop", "TcpRetransmit", "BlockIoLatency", "PageFaults"]

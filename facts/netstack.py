@@ -116,6 +116,9 @@ class SocketSummary(Fact):
     #: the peer address with the most retransmissions (tcpi_total_retrans summed)
     tcp_retrans_top_peer: Optional[str] = None
     tcp_retrans_top_peer_segs: Optional[int] = None
+    #: distinct peer addresses of the TCP sockets open now (listeners excluded): whether
+    #: retransmits to one peer are concentrated there or that peer is the only one
+    tcp_peers: Optional[int] = None
     #: sockets whose retransmission timer fired more than once in a row (RTO backoff)
     tcp_backoff_sockets: Optional[int] = None
     #: sockets probing a zero window (persist timer: the peer advertises no room)

@@ -203,6 +203,24 @@ class SoftnetCpu(Fact):
     netdev_budget_usecs: Optional[int] = None
 
 
+class DropCounters(Fact):
+    """How many instances of one kind of drop counter rose over the window. The rule
+    engine cannot count (or test absence), so "no drop anywhere on this host" needs a
+    summary: the links, qdiscs and softnet probes each emit one next to their per-instance
+    facts, only when they sampled twice."""
+
+    kind: Literal["drop_counters"] = "drop_counters"
+    key_fields: ClassVar[tuple[str, ...]] = ("counters",)
+    description: ClassVar[str] = ("per kind of drop counter (links, qdiscs, softnet): how many "
+                                  "were read over the window and how many rose")
+
+    counters: Literal["links", "qdiscs", "softnet"]
+    instances: int  # read at both ends of the window (the --iface ones for links/qdiscs)
+    rising: int  # instances whose drop counters rose
+    rising_names: Optional[str] = None  # the first few, "dev eth0, dev eth1"
+    dropped_per_s: float = 0.0  # summed over the instances
+
+
 class NetCounters(Fact):
     """Protocol counters of the namespace (/proc/net/snmp, netstat, snmp6), as nstat shows them.
 

@@ -14,6 +14,7 @@ from .klog import KernelLogEvent
 from .memory import Memory, VmStat
 from .namespace import NAMESPACE_FACTS
 from .network import NetCounters, NetLink, Qdisc, SockStat, SoftnetCpu, TcClass
+from .network import DropCounters
 from .nic import NIC_FACTS
 from .netstack import (Conntrack, IfaceSysctl, NeighEntry, NeighTable, Netfilter, NetfilterRule,
                        NetSysctl, Routes, SocketSummary, TcpListener, UdpSocket)
@@ -38,6 +39,7 @@ for _model in (HostInfo, CpuSummary, CpuCore, LoadAvg, Pressure, Memory, VmStat,
     register(_model)
 for _model in (NetLink, Qdisc, TcClass, SoftnetCpu, NetCounters, SockStat):
     register(_model)
+register(DropCounters)
 for _model in (TcpListener, UdpSocket, SocketSummary, Conntrack, NeighTable, NeighEntry, Routes,
                NetSysctl, IfaceSysctl, Netfilter, NetfilterRule):
     register(_model)

@@ -16,9 +16,15 @@ from typing import Any, Mapping, Optional
 from sysdiag.facts import Fact, NetLink
 
 from ..base import Probe, ProbeContext, pct, rate
+from ..drop_summary import drop_summary
 from ..parse import ParseError, to_int
 from ..registry import register_probe
 from .rtnl import dump, raw_attr, rtnl, unpack_u64s
+
+#: the link counters derive-drop-site.yaml reads (nic-ring, link-errors, link-*-dropped)
+LINK_DROP_RATES = ("rx_missed_errors_per_s", "rx_fifo_errors_per_s", "rx_over_errors_per_s",
+                   "rx_crc_errors_per_s", "rx_frame_errors_per_s", "rx_length_errors_per_s",
+                   "rx_dropped_per_s", "tx_dropped_per_s")
 
 #: the counters a NetLink fact reports, each as <name>_total and <name>_per_s
 LINK_COUNTERS = (
@@ -349,7 +355,7 @@ def _round(value: Optional[float]) -> Optional[float]:
 @register_probe
 class NetLinksProbe(Probe):
     name = "net-links"
-    provides = ("net_link",)
+    provides = ("net_link", "drop_counters")
     description = ("network interfaces: kind, state, MTU, qdisc, master/peer and the "
                    "packet, error and drop counters (netlink; /proc/net/dev + sysfs offline)")
     timeout_s = 5.0
@@ -403,4 +409,7 @@ class NetLinksProbe(Probe):
     def facts(self, ctx: ProbeContext, first: Optional[dict[str, LinkReading]],
               last: dict[str, LinkReading], elapsed_s: Optional[float]) -> list[Fact]:
         # relations are resolved over every link, then --iface keeps its own
-        return [f for f in link_facts(first, last, elapsed_s) if ctx.wants_iface(f.ifname)]
+        links = [f for f in link_facts(first, last, elapsed_s) if ctx.wants_iface(f.ifname)]
+        summary = drop_summary("links", links, LINK_DROP_RATES, lambda f: f"dev {f.ifname}",
+                               "net-links probe")
+        return [*links, summary] if summary else links

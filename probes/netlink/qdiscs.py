@@ -14,9 +14,13 @@ from typing import Any, Mapping, Optional
 from sysdiag.facts import Fact, Qdisc, TcClass
 
 from ..base import Probe, ProbeContext, pct, rate
+from ..drop_summary import drop_summary
 from ..parse import ParseError
 from ..registry import register_probe
 from .rtnl import TC_H_ROOT, dump, format_handle, format_parent, raw_attr, require_live, rtnl
+
+#: qdiscs whose counters are the sums of their children's
+SUMS = ("mq", "mqprio")
 
 #: counters that are u32 in the kernel structs (they wrap); sent_bytes is u64
 U32_COUNTERS = frozenset({"sent_packets", "dropped", "overlimits", "requeues",
@@ -247,7 +251,7 @@ class TcSample:
 @register_probe
 class QdiscsProbe(Probe):
     name = "qdiscs"
-    provides = ("qdisc", "tc_class")
+    provides = ("qdisc", "tc_class", "drop_counters")
     description = ("qdiscs and HTB classes with sent/dropped/overlimits/requeues, backlog "
                    "and shaping parameters (netlink, like tc -s -d qdisc/class)")
     timeout_s = 5.0
@@ -288,4 +292,10 @@ class QdiscsProbe(Probe):
                                elapsed_s))
         out.extend(class_facts(first.classes if first else None, last.classes, last.ifnames,
                                elapsed_s))
-        return [f for f in out if ctx.wants_iface(f.ifname)]  # --iface
+        out = [f for f in out if ctx.wants_iface(f.ifname)]  # --iface
+        # mq/mqprio report the sum of their per-queue children, which report themselves
+        summary = drop_summary(
+            "qdiscs", [f for f in out if isinstance(f, Qdisc) and f.qdisc_kind not in SUMS],
+            ("dropped_per_s",), lambda f: f"dev {f.ifname} qdisc {f.qdisc_kind} {f.handle}",
+            "qdiscs probe")
+        return [*out, summary] if summary else out

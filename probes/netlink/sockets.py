@@ -189,6 +189,7 @@ class TcpTally:
         self.retrans_sockets = 0
         self.retrans_segs = 0
         self.peer_retrans: Counter = Counter()
+        self.peers: set[tuple[int, bytes]] = set()
         self.backoff = 0
         self.persist = 0
         self.snd_wnd_zero = 0
@@ -204,6 +205,8 @@ class TcpTally:
             self.listeners.append(ListenerRow(family, _decode_addr(family, src), sport, rqueue,
                                               wqueue, inode, uid))
             return
+        if any(dst):  # a socket that never connected has no peer
+            self.peers.add((family, dst))
         if state in (SYN_RECV, 12):
             self.syn_recv_by_port[sport] += 1
         if state in PORT_HOLDING and (self.port_range is None or
@@ -378,6 +381,7 @@ def summary_fact(first: Optional[SocketSample], last: SocketSample,
                       close_wait_top_count=count)
     diag = last.method == "sock_diag" and t.have_info
     values["tcp_retrans_sockets"] = t.retrans_sockets
+    values["tcp_peers"] = len(t.peers)
     values["tcp_retrans_segs_open"] = t.retrans_segs if diag else None
     if diag and t.peer_retrans:
         (family, peer), segs = t.peer_retrans.most_common(1)[0]

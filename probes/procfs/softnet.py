@@ -15,6 +15,7 @@ from typing import Optional
 from sysdiag.facts import Fact, SoftnetCpu
 
 from ..base import Probe, ProbeContext, rate
+from ..drop_summary import drop_summary
 from ..parse import ParseError
 from ..registry import register_probe
 from .netstat import read_sysctl
@@ -119,7 +120,7 @@ def softnet_facts(first: Optional[list[SoftnetLine]], last: list[SoftnetLine],
 @register_probe
 class SoftnetProbe(Probe):
     name = "softnet"
-    provides = ("softnet",)
+    provides = ("softnet", "drop_counters")
     description = ("per-CPU packet processing: backlog drops, NAPI budget squeezes, RPS "
                    "(/proc/net/softnet_stat)")
     netns_scoped = True
@@ -134,5 +135,9 @@ class SoftnetProbe(Probe):
 
     def facts(self, ctx: ProbeContext, first: Optional[SoftnetSample], last: SoftnetSample,
               elapsed_s: Optional[float]) -> list[Fact]:
-        return list(softnet_facts(first.lines if first else None, last.lines, elapsed_s,
-                                  str(ctx.net("softnet_stat")), last.sysctls))
+        source = str(ctx.net("softnet_stat"))
+        cpus = softnet_facts(first.lines if first else None, last.lines, elapsed_s, source,
+                             last.sysctls)
+        summary = drop_summary("softnet", cpus, ("dropped_per_s",), lambda f: f"cpu {f.cpu}",
+                               source)
+        return [*cpus, summary] if summary else list(cpus)

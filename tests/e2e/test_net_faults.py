@@ -286,10 +286,6 @@ def test_deep_tbf_queue_under_a_bulk_transfer_is_bufferbloat(accuracy):
     accuracy.check(report, "tc-bufferbloat", names=[lab.if_a, "tbf"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rule gap: net-path-loss-retrans fires only on the retransmit ratio (+2; ~20 % here) and "
-    "scores 0.45: KNOWLEDGE §5.F's +2 for all local drop counters flat and +3 for retransmits "
-    "concentrated on one peer (socket_summary.tcp_retrans_top_peer) are not weighed"))
 def test_loss_beyond_the_namespace_is_path_loss(accuracy):
     """b polices what it receives (ingress redirected to an ifb with a small tbf queue), so
     a's bulk transfer loses segments outside a: a sees retransmits, no local drops."""

@@ -283,6 +283,22 @@ def test_close_wait_top_holder_and_port_range_share():
     assert summary.tcp_close_wait == 3 and summary.tcp_established == 9
     # /proc/net/tcp has no tcp_info: no lifetime retransmit counts
     assert summary.tcp_retrans_segs_open is None and summary.tcp_snd_wnd_zero is None
+    # peers: 10.0.0.2 (the connects) and 10.0.0.1 (the CLOSE_WAIT sockets' remote end)
+    assert summary.tcp_peers == 2
+
+
+def test_peers_are_distinct_remote_addresses_of_connected_sockets():
+    tally = TcpTally(None)
+    a, b, c = (socket.inet_aton(x) for x in ("10.0.0.1", "10.0.0.2", "10.0.0.3"))
+    any_addr = bytes(4)
+    tally.add(socket.AF_INET, 10, any_addr, 80, any_addr, 0, 0, 128, 0, 1, 0, 0, None)  # listener
+    tally.add(socket.AF_INET, 7, a, 0, any_addr, 0, 0, None, 0, 2, 0, 0, None)  # never connected
+    for port in (5001, 5002):
+        tally.add(socket.AF_INET, 1, a, 40000 + port, b, port, 0, None, 0, port, 0, 0, None)
+    tally.add(socket.AF_INET, 1, a, 41000, c, 22, 0, None, 0, 9, 0, 0, None)
+    summary = summary_fact(None, SocketSample(method="procfs", source="t", tally=tally), None,
+                           {}, 0, 0)
+    assert summary.tcp_peers == 2
 
 
 # ---- owners, module gating, trees -------------------------------------------------------
