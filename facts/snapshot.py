@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -51,14 +51,25 @@ class Snapshot(BaseModel):
         json's indenting encoder is pure Python (~20 us per fact); a fact whose values
         are all scalars is written by the C encoder instead, with separators that give
         the same text (tests/facts/test_snapshot_json.py compares both)."""
+        return "".join(self.json_chunks())
+
+    def json_chunks(self) -> Iterator[str]:
+        """to_json's text in pieces, one per fact, so a writer never holds all of it
+        (with 5,000 processes the text is ~7 MB, and joining it held several copies)."""
         head = json.dumps(self.model_dump(mode="json", exclude={"facts"}), indent=1,
                           allow_nan=False)
-        facts = [_fact_json(f.model_dump(mode="json")) for f in self.facts]
-        body = "[\n  " + ",\n  ".join(facts) + "\n ]" if facts else "[]"
-        return f'{head[:-2]},\n "facts": {body}\n}}'
+        yield f'{head[:-2]},\n "facts": '
+        if not self.facts:
+            yield "[]\n}"
+            return
+        for i, fact in enumerate(self.facts):
+            yield ("[\n  " if i == 0 else ",\n  ") + _fact_json(fact.model_dump(mode="json"))
+        yield "\n ]\n}"
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+        with open(path, "w", encoding="utf-8") as out:
+            out.writelines(self.json_chunks())
+            out.write("\n")
 
 
 #: a fact in the snapshot's "facts" list is indented by two spaces, its fields by three

@@ -4,8 +4,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+from itertools import chain
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Iterable
 
 import typer
 
@@ -51,11 +52,11 @@ def collect_command(
                                          record_all=True)
         collected = dataclasses.replace(collected, snapshot=snapshot,
                                         deadline_hit=collected.deadline_hit or late)
-    text = collected.snapshot.to_json() + "\n"
     if str(output) == "-":
-        write_stdout(text)
+        write_stdout(collected.snapshot.to_json() + "\n")
     else:
-        _write_atomically(output, text)
+        # written fact by fact: the whole text of a big snapshot is never held at once
+        _write_atomically(output, chain(collected.snapshot.json_chunks(), ["\n"]))
     timed_out = [o.probe for o in collected.snapshot.coverage if o.status == "timed_out"]
     ok = sum(1 for o in collected.snapshot.coverage if o.status == "ok")
     if str(output) != "-":
@@ -67,7 +68,7 @@ def collect_command(
         raise typer.Exit(EXIT_INCOMPLETE)
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_atomically(path: Path, chunks: Iterable[str]) -> None:
     """Write next to the target and rename, so a crash never leaves half a snapshot."""
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
@@ -76,7 +77,7 @@ def _write_atomically(path: Path, text: str) -> None:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+            fh.writelines(chunks)
         os.replace(tmp, path)
         tmp = None
     except OSError as err:

@@ -52,6 +52,14 @@ def test_built_snapshots_encode_the_same():
         assert snapshot.to_json() == reference(snapshot)
 
 
+def test_save_writes_the_same_text_in_pieces(tmp_path):
+    evil = Process(source="t", pid=1, ppid=0, comm="\u202e", state="R")
+    for facts in ([], [evil], [evil, evil]):
+        snapshot = make_snapshot(facts)
+        snapshot.save(tmp_path / "s.json")
+        assert (tmp_path / "s.json").read_text(encoding="utf-8") == reference(snapshot) + "\n"
+
+
 @pytest.mark.live
 def test_a_live_collection_encodes_the_same():
     snapshot = collect(Options(window_s=0)).snapshot
