@@ -194,19 +194,19 @@ def related(iface: str, links: list[LinkInfo]) -> frozenset[str]:
 
 def links_netlink() -> list[LinkInfo]:
     """The links of the calling thread's namespace (one RTM_GETLINK dump)."""
-    from .netlink.rtnl import dump, rtnl
+    from .netlink.links import dump_links, reading_from_link_msg
+    from .parse import ParseError
 
-    with rtnl() as ipr:
-        messages = dump(ipr.get_links)
     out = []
-    for msg in messages:
-        name = msg.get_attr("IFLA_IFNAME")
-        if not name:
-            continue
+    for body in dump_links():
+        try:
+            link = reading_from_link_msg(body)
+        except ParseError:
+            continue  # no IFLA_IFNAME: nothing --iface could name
         # a veth peer in another namespace carries IFLA_LINK_NETNSID; its index is not ours
-        foreign = msg.get_attr("IFLA_LINK_NETNSID") is not None
-        out.append(LinkInfo(name, msg.get("index"), msg.get_attr("IFLA_MASTER") or None,
-                            None if foreign else (msg.get_attr("IFLA_LINK") or None)))
+        foreign = link.peer_netnsid is not None
+        out.append(LinkInfo(link.ifname, link.ifindex, link.master_ifindex,
+                            None if foreign else link.link_ifindex))
     return out
 
 

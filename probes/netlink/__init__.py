@@ -1,4 +1,5 @@
-"""Probes that read the kernel over rtnetlink (pyroute2): interfaces, qdiscs, classes.
+"""Probes that read the kernel over netlink (struct-decoded dumps, nldump.py): interfaces,
+qdiscs, classes, sockets, routes, neighbours.
 
 Netlink answers for the network namespace of the socket, so these probes read
 the live kernel only; a captured tree has just /proc and /sys (the link probe

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -19,7 +21,9 @@ from ..base import Probe, ProbeContext, pct, rate
 from ..drop_summary import drop_summary
 from ..parse import ParseError, to_int
 from ..registry import register_probe
-from .rtnl import dump, raw_attr, rtnl, unpack_u64s
+from .nldump import (NETLINK_ROUTE, attr_map, attr_str, attr_u32, dump_all, iter_attrs,
+                     open_netlink)
+from .rtnl import unpack_u64s
 
 #: the link counters derive-drop-site.yaml reads (nic-ring, link-errors, link-*-dropped)
 LINK_DROP_RATES = ("rx_missed_errors_per_s", "rx_fifo_errors_per_s", "rx_over_errors_per_s",
@@ -110,45 +114,100 @@ def normalize_operstate(value: Optional[str]) -> Optional[str]:
     return state if state in OPERSTATES else "unknown"
 
 
-def reading_from_ifinfmsg(msg: Any, source: str = "netlink RTM_GETLINK") -> LinkReading:
-    """Turn one decoded RTM_NEWLINK message (pyroute2 ifinfmsg) into a LinkReading."""
-    ifname = msg.get_attr("IFLA_IFNAME")
+#: struct ifinfomsg: family, (pad), type, index, flags, change
+_IFINFOMSG = struct.Struct("=BxHiII")
+# attribute types (include/uapi/linux/if_link.h)
+IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_QDISC, IFLA_MASTER, IFLA_TXQLEN = 3, 4, 5, 6, 10, 13
+IFLA_OPERSTATE, IFLA_LINKINFO, IFLA_STATS64, IFLA_CARRIER = 16, 18, 23, 33
+IFLA_CARRIER_CHANGES, IFLA_LINK_NETNSID, IFLA_PARENT_DEV_NAME = 35, 37, 56
+IFLA_INFO_KIND = 1  # inside IFLA_LINKINFO
+RTM_GETLINK = 18
+
+
+def reading_from_link_msg(body: bytes, source: str = "netlink RTM_GETLINK") -> LinkReading:
+    """Turn one RTM_NEWLINK message (the bytes after struct nlmsghdr) into a LinkReading."""
+    if len(body) < _IFINFOMSG.size:
+        raise ParseError(source, f"RTM_NEWLINK of {len(body)} bytes is shorter than "
+                                 "struct ifinfomsg")
+    _, ifi_type, index, flags, _ = _IFINFOMSG.unpack_from(body)
+    attrs = attr_map(body, _IFINFOMSG.size)
+    ifname = attr_str(attrs.get(IFLA_IFNAME))
     if not ifname:
-        raise ParseError(source, f"link with index {msg.get('index')} has no IFLA_IFNAME")
-    counters: dict[str, int] = {}
-    payload = raw_attr(msg, "IFLA_STATS64")
-    if payload is not None:
-        raw = unpack_u64s(payload, STATS64_FIELDS)
-    else:  # a message built in memory: only pyroute2's decoded fields
-        raw = {k: v for k, v in (msg.get_attr("IFLA_STATS64") or {}).items()
-               if k in STATS64_FIELDS}
-    counters.update({k: v for k, v in raw.items() if k in LINK_COUNTERS})
-    carrier_changes = msg.get_attr("IFLA_CARRIER_CHANGES")
+        raise ParseError(source, f"link with index {index} has no IFLA_IFNAME")
+    stats = attrs.get(IFLA_STATS64)
+    counters = ({k: v for k, v in unpack_u64s(stats, STATS64_FIELDS).items()
+                 if k in LINK_COUNTERS} if stats is not None else {})
+    carrier_changes = attr_u32(attrs.get(IFLA_CARRIER_CHANGES))
     if carrier_changes is not None:
         counters["carrier_changes"] = carrier_changes
-    flags = msg.get("flags")
-    carrier = msg.get_attr("IFLA_CARRIER")
-    link = msg.get_attr("IFLA_LINK")
-    master = msg.get_attr("IFLA_MASTER")
+    linkinfo = attrs.get(IFLA_LINKINFO)
+    info_kind = attr_str(attr_map(linkinfo).get(IFLA_INFO_KIND)) if linkinfo else None
+    operstate = attrs.get(IFLA_OPERSTATE)
+    carrier = attrs.get(IFLA_CARRIER)
+    netnsid = attrs.get(IFLA_LINK_NETNSID)
     return LinkReading(
         ifname=ifname,
         source=source,
-        ifindex=msg.get("index"),
+        ifindex=index,
         # IFLA_PARENT_DEV_NAME (5.17+) names the bus device behind a physical interface;
         # without it the probe looks for /sys/class/net/IF/device
-        link_kind=classify(msg.get(("IFLA_LINKINFO", "IFLA_INFO_KIND")), msg.get("ifi_type"),
-                           flags, True if msg.get_attr("IFLA_PARENT_DEV_NAME") else None),
-        operstate=normalize_operstate(msg.get_attr("IFLA_OPERSTATE")),
-        carrier=None if carrier is None else bool(carrier),
-        admin_up=None if flags is None else bool(flags & IFF_UP),
-        mtu=msg.get_attr("IFLA_MTU"),
-        tx_queue_len=msg.get_attr("IFLA_TXQLEN"),
-        qdisc=msg.get_attr("IFLA_QDISC"),
-        master_ifindex=master or None,
-        link_ifindex=link or None,
-        peer_netnsid=msg.get_attr("IFLA_LINK_NETNSID"),
+        link_kind=classify(info_kind, ifi_type, flags,
+                           True if attr_str(attrs.get(IFLA_PARENT_DEV_NAME)) else None),
+        operstate=(OPERSTATES[operstate[0]] if operstate and operstate[0] < len(OPERSTATES)
+                   else "unknown" if operstate else None),
+        carrier=bool(carrier[0]) if carrier else None,
+        admin_up=bool(flags & IFF_UP),
+        mtu=attr_u32(attrs.get(IFLA_MTU)),
+        tx_queue_len=attr_u32(attrs.get(IFLA_TXQLEN)),
+        qdisc=attr_str(attrs.get(IFLA_QDISC)),
+        master_ifindex=attr_u32(attrs.get(IFLA_MASTER)) or None,
+        link_ifindex=attr_u32(attrs.get(IFLA_LINK)) or None,
+        # s32 in the kernel (nla_put_s32)
+        peer_netnsid=struct.unpack_from("=i", netnsid)[0] if netnsid and len(netnsid) >= 4
+        else None,
         counters=counters,
     )
+
+
+def dump_links(netns: Optional[str] = None) -> list[bytes]:
+    """Every RTM_NEWLINK message of one dump in the current (or the named) namespace."""
+    sock = open_netlink(NETLINK_ROUTE, netns)
+    with closing(sock):
+        return dump_all(sock, RTM_GETLINK, _IFINFOMSG.pack(0, 0, 0, 0, 0))
+
+
+def link_names(messages: list[bytes]) -> dict[int, str]:
+    """ifindex -> name from RTM_NEWLINK messages (only the header and IFLA_IFNAME read)."""
+    names = {}
+    for body in messages:
+        if len(body) < _IFINFOMSG.size:
+            continue
+        index = _IFINFOMSG.unpack_from(body)[2]
+        for kind, payload in iter_attrs(body, _IFINFOMSG.size):
+            if kind == IFLA_IFNAME:
+                names[index] = attr_str(payload) or f"ifindex{index}"
+                break
+    return names
+
+
+def reading_from_ifinfmsg(msg: Any, source: str = "netlink RTM_GETLINK") -> LinkReading:
+    """A message pyroute2 decoded (ifinfmsg: the tests' captured kernel messages) or built
+    in memory, through the same decoder as the live dump."""
+    length = (msg.get("header") or {}).get("length")
+    if length:  # decoded from bytes: decode those bytes here
+        return reading_from_link_msg(bytes(msg.data[msg.offset + 16: msg.offset + length]),
+                                     source)
+    # built in memory: encode a copy without IFLA_STATS64 (pyroute2 would fill the stats
+    # fields not given with zeros) and take the given stats fields as they are
+    copy = type(msg)()
+    for key in ("family", "ifi_type", "index", "flags", "change"):
+        copy[key] = msg.get(key) or 0
+    copy["attrs"] = [a for a in msg.get("attrs", ()) if a[0] != "IFLA_STATS64"]
+    copy.encode()
+    reading = reading_from_link_msg(bytes(copy.data[16:]), source)
+    stats = {k: v for k, v in (msg.get_attr("IFLA_STATS64") or {}).items()
+             if k in LINK_COUNTERS}
+    return replace(reading, counters={**reading.counters, **stats}) if stats else reading
 
 
 def parse_proc_net_dev(text: str, source: str = "/proc/net/dev") -> dict[str, dict[str, int]]:
@@ -372,11 +431,9 @@ class NetLinksProbe(Probe):
         return self._sample_files(ctx)
 
     def _sample_netlink(self, ctx: ProbeContext) -> dict[str, LinkReading]:
-        with rtnl(self.netns) as ipr:
-            messages = dump(ipr.get_links)
         readings = {}
-        for msg in messages:
-            reading = reading_from_ifinfmsg(msg)
+        for body in dump_links(self.netns):
+            reading = reading_from_link_msg(body)
             # /sys/class/net shows the namespace sysfs was mounted in: only for our own
             if self.netns is None and not ctx.foreign_netns:
                 extras = sysfs_link_extras(ctx, reading.ifname, reading.ifindex)

@@ -5,8 +5,10 @@ pyroute2 decodes every message into a Python object tree (measured on this host:
 held in memory before the first message is returned). A host with 100,000 sockets or a
 full BGP table would take seconds and hundreds of MB. The socket, neighbour and route
 probes therefore read their dumps here: one message at a time, only the fields they need,
-and they can stop early. pyroute2 is still what enters a named namespace (its
-`netns.create_socket`, with flags=0 so a missing namespace is never created).
+and they can stop early. The links and qdiscs probes read their (small) dumps here too:
+pyroute2's import alone costs ~0.09 s CPU, and its decoding was most of their
+per-interface cost. A named namespace is entered with setns in a thread of its own
+(probes/scope.py), never created.
 
 Only dump requests are sent; no multicast group is joined.
 """
@@ -19,7 +21,7 @@ import struct
 from typing import Iterator, Optional
 
 from ..base import Unavailable
-from .rtnl import NETNS_RUN_DIR
+from .rtnl import DUMP_RETRIES, NETNS_RUN_DIR
 
 NETLINK_ROUTE = 0
 NETLINK_SOCK_DIAG = 4
@@ -98,25 +100,26 @@ def addr_str(family: int, payload: Optional[bytes]) -> Optional[str]:
 
 def open_netlink(proto: int, netns: Optional[str] = None) -> socket.socket:
     """A netlink socket in the current namespace or in a named one (/run/netns/NAME);
-    the namespace is entered, never created."""
+    the namespace is entered, never created. A socket stays in the namespace it was
+    created in, so a short-lived thread enters the namespace (setns moves only the
+    calling thread), creates the socket and leaves (probes/scope.py)."""
     if netns is None:
-        try:
-            return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, proto)
-        except PermissionError as err:
-            raise Unavailable(f"not allowed to open a netlink socket ({err.strerror})") from err
+        return _netlink_socket(proto)
     path = netns if os.path.isabs(netns) else os.path.join(NETNS_RUN_DIR, netns)
-    # checked first: pyroute2 leaks its helper's sockets when entering a netns fails
     if not os.path.exists(path):
         raise Unavailable(f"network namespace {netns!r} does not exist "
                           "(list them with `ip netns list`)")
-    from pyroute2.netns import create_socket  # imported here: captured-tree runs never need it
+    from ..scope import run_in_netns
 
+    return run_in_netns(path, lambda: _netlink_socket(proto),
+                        label=f"network namespace {netns!r}")
+
+
+def _netlink_socket(proto: int) -> socket.socket:
     try:
-        return create_socket(netns=path, family=socket.AF_NETLINK,
-                             socket_type=socket.SOCK_RAW, proto=proto, flags=0)
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, proto)
     except PermissionError as err:
-        raise Unavailable(f"not allowed to enter network namespace {netns!r} "
-                          f"({err.strerror}); run as root") from err
+        raise Unavailable(f"not allowed to open a netlink socket ({err.strerror})") from err
 
 
 def dump(sock: socket.socket, msg_type: int, payload: bytes, seq: int = 1,
@@ -168,6 +171,19 @@ def dump(sock: socket.socket, msg_type: int, payload: bytes, seq: int = 1,
             if kind == NLMSG_NOOP:
                 continue
             yield kind, body
+
+
+def dump_all(sock: socket.socket, msg_type: int, payload: bytes,
+             retries: int = DUMP_RETRIES) -> list[bytes]:
+    """Every message payload of one dump (for tables of a few hundred entries), dumped
+    again when the kernel flags it as interrupted by a concurrent change."""
+    for attempt in range(1, retries + 1):
+        try:
+            return [body for _, body in dump(sock, msg_type, payload, seq=attempt)]
+        except DumpInterrupted:
+            if attempt == retries:
+                raise
+    raise AssertionError("unreachable")
 
 
 def set_strict(sock: socket.socket) -> bool:

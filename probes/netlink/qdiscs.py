@@ -8,6 +8,7 @@ kind's TCA_STATS_APP), parameters from TCA_OPTIONS (KNOWLEDGE.md §2.5, §2.13).
 from __future__ import annotations
 
 import struct
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
@@ -17,7 +18,9 @@ from ..base import Probe, ProbeContext, pct, rate
 from ..drop_summary import drop_summary
 from ..parse import ParseError
 from ..registry import register_probe
-from .rtnl import TC_H_ROOT, dump, format_handle, format_parent, raw_attr, require_live, rtnl
+from .links import RTM_GETLINK, link_names
+from .nldump import NETLINK_ROUTE, attr_map, attr_str, dump_all, open_netlink
+from .rtnl import TC_H_ROOT, format_handle, format_parent, require_live
 
 #: qdiscs whose counters are the sums of their children's
 SUMS = ("mq", "mqprio")
@@ -33,7 +36,6 @@ CLASS_COUNTERS = ("sent_bytes", "sent_packets", "dropped", "overlimits", "lended
 #: scheduler ticks per microsecond: PSCHED_SHIFT is 6 (one tick = 64 ns) since 2.6.31
 DEFAULT_TICKS_PER_US = 1000 / 64
 
-# attribute types pyroute2 0.9 does not name
 TCA_STATS_PKT64 = 8  # u64 packet count once it no longer fits TCA_STATS_BASIC's u32
 TCA_TBF_RATE64 = 4  # u64 rate in bytes/s once it no longer fits tc_ratespec's u32
 
@@ -75,104 +77,151 @@ def parse_psched(text: Optional[str]) -> float:
     return t2us / us2t * (clock_res / 1_000_000)
 
 
+#: struct tcmsg: family, (pad), ifindex, handle, parent, info
+_TCMSG = struct.Struct("=BxxxiIII")
+RTM_GETQDISC, RTM_GETTCLASS = 38, 42
+# attribute types (include/uapi/linux/rtnetlink.h, gen_stats.h, pkt_sched.h)
+TCA_KIND, TCA_OPTIONS, TCA_STATS, TCA_STATS2 = 1, 2, 3, 7
+TCA_STATS_BASIC, TCA_STATS_QUEUE, TCA_STATS_APP = 1, 3, 4
+TCA_TBF_PARMS = 1
+TCA_HTB_PARMS, TCA_HTB_INIT, TCA_HTB_RATE64, TCA_HTB_CEIL64 = 1, 2, 6, 7
+#: fq_codel and codel number these alike
+CODEL_ATTRS = {1: "target_us", 2: "limit_packets", 3: "interval_us"}
+
+_BASIC = struct.Struct("=QI")  # gnet_stats_basic: bytes, packets
+_QUEUE = struct.Struct("=5I")  # gnet_stats_queue: qlen, backlog, drops, requeues, overlimits
+_OLD_STATS = struct.Struct("=Q7I")  # tc_stats: bytes, packets, drops, overlimits, bps, pps,
+#                                      qlen, backlog
+#: tc_tbf_qopt: rate (tc_ratespec, its u32 rate at offset 8), peakrate, limit, buffer, mtu
+_TBF_QOPT = struct.Struct("=8xI12xII")
+_HTB_GLOB = struct.Struct("=8xI4xI")  # tc_htb_glob: version, rate2quantum, defcls, debug,
+#                                       direct_pkts
+#: tc_htb_opt: rate and ceil (tc_ratespec each), buffer, cbuffer, quantum, level, prio
+_HTB_OPT = struct.Struct("=8xI8xI12xII")
+_HTB_XSTATS = struct.Struct("=IIIii")  # tc_htb_xstats: lends, borrows, giants, tokens, ctokens
+
+
 def _u64(payload: Optional[bytes]) -> Optional[int]:
     if payload is None or len(payload) < 8:
         return None
     return struct.unpack_from("=Q", payload)[0]
 
 
-def _stats(msg: Any) -> tuple[dict[str, int], dict[str, int], Any]:
-    """(counters, gauges, the TCA_STATS_APP attribute) from TCA_STATS2, or TCA_STATS."""
+def _unpack(layout: struct.Struct, payload: Optional[bytes]) -> Optional[tuple]:
+    """The struct's fields, or None when the attribute is missing or too short."""
+    if payload is None or len(payload) < layout.size:
+        return None
+    return layout.unpack_from(payload)
+
+
+def _stats(attrs: Mapping[int, bytes]) -> tuple[dict[str, int], dict[str, int],
+                                                 Optional[bytes]]:
+    """(counters, gauges, the TCA_STATS_APP payload) from TCA_STATS2, or TCA_STATS."""
     counters: dict[str, int] = {}
     gauges: dict[str, int] = {}
-    stats2 = msg.get_attr("TCA_STATS2")
-    if stats2 is not None:
-        basic = stats2.get_attr("TCA_STATS_BASIC")
+    if TCA_STATS2 in attrs:
+        stats2 = attr_map(attrs[TCA_STATS2])
+        basic = _unpack(_BASIC, stats2.get(TCA_STATS_BASIC))
         if basic is not None:
-            counters["sent_bytes"] = basic["bytes"]
-            counters["sent_packets"] = basic["packets"]
-        pkt64 = _u64(raw_attr(stats2, attr_type=TCA_STATS_PKT64))
+            counters["sent_bytes"], counters["sent_packets"] = basic
+        pkt64 = _u64(stats2.get(TCA_STATS_PKT64))
         if pkt64 is not None:
             counters["sent_packets"] = pkt64
-        queue = stats2.get_attr("TCA_STATS_QUEUE")
+        queue = _unpack(_QUEUE, stats2.get(TCA_STATS_QUEUE))
         if queue is not None:
-            counters.update(dropped=queue["drops"], overlimits=queue["overlimits"],
-                            requeues=queue["requeues"])
-            gauges.update(backlog_bytes=queue["backlog"], backlog_packets=queue["qlen"])
-        return counters, gauges, stats2.get_attr("TCA_STATS_APP")
-    old = msg.get_attr("TCA_STATS")  # struct tc_stats: kernels before 2.6.x STATS2
+            qlen, backlog, drops, requeues, overlimits = queue
+            counters.update(dropped=drops, overlimits=overlimits, requeues=requeues)
+            gauges.update(backlog_bytes=backlog, backlog_packets=qlen)
+        return counters, gauges, stats2.get(TCA_STATS_APP)
+    old = _unpack(_OLD_STATS, attrs.get(TCA_STATS))  # kernels before 2.6.x STATS2
     if old is not None:
-        counters.update(sent_bytes=old["bytes"], sent_packets=old["packets"],
-                        dropped=old["drop"], overlimits=old["overlimits"])
-        gauges.update(backlog_bytes=old["backlog"], backlog_packets=old["qlen"])
+        sent_bytes, packets, drops, overlimits, _, _, qlen, backlog = old
+        counters.update(sent_bytes=sent_bytes, sent_packets=packets, dropped=drops,
+                        overlimits=overlimits)
+        gauges.update(backlog_bytes=backlog, backlog_packets=qlen)
     return counters, gauges, None
 
 
-def _qdisc_params(kind: str, msg: Any, ticks_per_us: float) -> tuple[dict[str, int],
-                                                                      dict[str, int]]:
-    """(parameters, counters) from a qdisc's TCA_OPTIONS."""
+def _qdisc_params(kind: str, options: Optional[bytes],
+                  ticks_per_us: float) -> tuple[dict[str, int], dict[str, int]]:
+    """(parameters, counters) from a qdisc's TCA_OPTIONS payload."""
     params: dict[str, int] = {}
     counters: dict[str, int] = {}
-    options = msg.get_attr("TCA_OPTIONS")
     if options is None:
         return params, counters
     if kind == "tbf":
-        parms = options.get_attr("TCA_TBF_PARMS")
+        nested = attr_map(options)
+        parms = _unpack(_TBF_QOPT, nested.get(TCA_TBF_PARMS))
         if parms is not None:
-            rate_bytes = _u64(raw_attr(options, attr_type=TCA_TBF_RATE64)) or parms["rate"]
+            rate32, limit, buffer = parms
+            rate_bytes = _u64(nested.get(TCA_TBF_RATE64)) or rate32
             params["rate_bps"] = rate_bytes * 8
-            params["limit_bytes"] = parms["limit"]
+            params["limit_bytes"] = limit
             # `buffer` is the bucket as transmit time at `rate`, in scheduler ticks
-            params["burst_bytes"] = round(rate_bytes * parms["buffer"] / ticks_per_us / 1e6)
+            params["burst_bytes"] = round(rate_bytes * buffer / ticks_per_us / 1e6)
     elif kind == "htb":
-        init = options.get_attr("TCA_HTB_INIT")
+        init = _unpack(_HTB_GLOB, attr_map(options).get(TCA_HTB_INIT))
         if init is not None:
-            params["default_class_minor"] = init["defcls"]
-            counters["direct_packets"] = init["direct_pkts"]
+            params["default_class_minor"], counters["direct_packets"] = init
     elif kind in ("fq_codel", "codel"):
-        prefix = "TCA_FQ_CODEL_" if kind == "fq_codel" else "TCA_CODEL_"
-        for attr, name in (("LIMIT", "limit_packets"), ("TARGET", "target_us"),
-                           ("INTERVAL", "interval_us")):
-            value = options.get_attr(prefix + attr)
-            if value is not None:
-                params[name] = value
+        for attr_type, payload in attr_map(options).items():
+            if attr_type in CODEL_ATTRS and len(payload) >= 4:
+                params[CODEL_ATTRS[attr_type]] = struct.unpack_from("=I", payload)[0]
     elif kind in ("pfifo", "bfifo", "pfifo_head_drop"):
-        payload = raw_attr(msg, "TCA_OPTIONS")  # struct tc_fifo_qopt { __u32 limit; }
-        if payload is not None and len(payload) >= 4:
-            limit = struct.unpack_from("=I", payload)[0]
+        if len(options) >= 4:  # struct tc_fifo_qopt { __u32 limit; }
+            limit = struct.unpack_from("=I", options)[0]
             params["limit_bytes" if kind == "bfifo" else "limit_packets"] = limit
     return params, counters
 
 
-def reading_from_tcmsg(msg: Any, ticks_per_us: float = DEFAULT_TICKS_PER_US,
-                       is_class: bool = False) -> TcReading:
-    """Turn one decoded RTM_NEWQDISC (or, with is_class, RTM_NEWTCLASS) message (pyroute2
-    tcmsg) into a reading."""
+def reading_from_tc_msg(body: bytes, ticks_per_us: float = DEFAULT_TICKS_PER_US,
+                        is_class: bool = False) -> TcReading:
+    """Turn one RTM_NEWQDISC (or, with is_class, RTM_NEWTCLASS) message, the bytes after
+    struct nlmsghdr, into a reading."""
     source = "netlink RTM_GETTCLASS" if is_class else "netlink RTM_GETQDISC"
-    kind = msg.get_attr("TCA_KIND")
+    if len(body) < _TCMSG.size:
+        raise ParseError(source, f"message of {len(body)} bytes is shorter than struct tcmsg")
+    _, ifindex, handle, parent, _ = _TCMSG.unpack_from(body)
+    attrs = attr_map(body, _TCMSG.size)
+    kind = attr_str(attrs.get(TCA_KIND))
     if not kind:
-        raise ParseError(source, f"tc object {format_handle(msg.get('handle') or 0)} on "
-                                 f"ifindex {msg.get('index')} has no TCA_KIND")
-    counters, values, app = _stats(msg)
-    options = msg.get_attr("TCA_OPTIONS")
+        raise ParseError(source, f"tc object {format_handle(handle)} on "
+                                 f"ifindex {ifindex} has no TCA_KIND")
+    counters, values, app = _stats(attrs)
+    options = attrs.get(TCA_OPTIONS)
     if is_class and kind == "htb":
-        if options is not None and options.get_attr("TCA_HTB_PARMS") is not None:
-            parms = options.get_attr("TCA_HTB_PARMS")
-            rate_bytes = options.get_attr("TCA_HTB_RATE64") or parms["rate"]
-            ceil_bytes = options.get_attr("TCA_HTB_CEIL64") or parms["ceil"]
-            values.update(rate_bps=rate_bytes * 8, ceil_bps=ceil_bytes * 8,
-                          level=parms["level"], prio=parms["prio"])
-        if app is not None and "lends" in app:
-            counters.update(lended=app["lends"], borrowed=app["borrows"], giants=app["giants"])
+        nested = attr_map(options) if options is not None else {}
+        parms = _unpack(_HTB_OPT, nested.get(TCA_HTB_PARMS))
+        if parms is not None:
+            rate32, ceil32, level, prio = parms
+            rate_bytes = _u64(nested.get(TCA_HTB_RATE64)) or rate32
+            ceil_bytes = _u64(nested.get(TCA_HTB_CEIL64)) or ceil32
+            values.update(rate_bps=rate_bytes * 8, ceil_bps=ceil_bytes * 8, level=level,
+                          prio=prio)
+        xstats = _unpack(_HTB_XSTATS, app)
+        if xstats is not None:
+            lends, borrows, giants, tokens, ctokens = xstats
+            counters.update(lended=lends, borrowed=borrows, giants=giants)
             # the kernel reports token levels in scheduler ticks
-            values.update(tokens_us=round(app["tokens"] / ticks_per_us),
-                          ctokens_us=round(app["ctokens"] / ticks_per_us))
+            values.update(tokens_us=round(tokens / ticks_per_us),
+                          ctokens_us=round(ctokens / ticks_per_us))
     elif not is_class:
-        params, extra = _qdisc_params(kind, msg, ticks_per_us)
+        params, extra = _qdisc_params(kind, options, ticks_per_us)
         values.update(params)
         counters.update(extra)
-    return TcReading(ifindex=msg.get("index"), handle=msg.get("handle") or 0,
-                     parent=msg.get("parent") or 0, kind=kind, counters=counters, values=values)
+    return TcReading(ifindex=ifindex, handle=handle, parent=parent, kind=kind,
+                     counters=counters, values=values)
+
+
+def reading_from_tcmsg(msg: Any, ticks_per_us: float = DEFAULT_TICKS_PER_US,
+                       is_class: bool = False) -> TcReading:
+    """A message pyroute2 decoded (tcmsg: the tests' captured kernel messages) or built in
+    memory (encoded first), through the same decoder as the live dump."""
+    if not (msg.get("header") or {}).get("length"):
+        msg.encode()
+    length = msg["header"]["length"]
+    return reading_from_tc_msg(bytes(msg.data[msg.offset + 16: msg.offset + length]),
+                               ticks_per_us, is_class)
 
 
 def _rates(before: Optional[TcReading], now: TcReading, names: tuple[str, ...],
@@ -269,20 +318,19 @@ class QdiscsProbe(Probe):
     def sample(self, ctx: ProbeContext) -> TcSample:
         require_live(ctx)
         ticks_per_us = parse_psched(ctx.read_optional(ctx.net("psched")))
-        with rtnl(self.netns) as ipr:
-            links = dump(ipr.get_links)
-            qdisc_msgs = dump(ipr.get_qdiscs)
+        sock = open_netlink(NETLINK_ROUTE, self.netns)
+        with closing(sock):
+            ifnames = link_names(dump_all(sock, RTM_GETLINK, bytes(16)))
             qdiscs = {}
-            for msg in qdisc_msgs:
-                reading = reading_from_tcmsg(msg, ticks_per_us)
+            for body in dump_all(sock, RTM_GETQDISC, _TCMSG.pack(0, 0, 0, 0, 0)):
+                reading = reading_from_tc_msg(body, ticks_per_us)
                 qdiscs[reading.key] = reading
             classes = {}
             for ifindex in sorted({r.ifindex for r in qdiscs.values() if r.kind == "htb"}):
-                for msg in dump(lambda ifindex=ifindex: ipr.get_classes(index=ifindex)):
-                    reading = reading_from_tcmsg(msg, ticks_per_us, is_class=True)
+                for body in dump_all(sock, RTM_GETTCLASS, _TCMSG.pack(0, ifindex, 0, 0, 0)):
+                    reading = reading_from_tc_msg(body, ticks_per_us, is_class=True)
                     if reading.kind == "htb":
                         classes[reading.key] = reading
-        ifnames = {msg["index"]: msg.get_attr("IFLA_IFNAME") for msg in links}
         return TcSample(ifnames=ifnames, qdiscs=qdiscs, classes=classes)
 
     def facts(self, ctx: ProbeContext, first: Optional[TcSample], last: TcSample,
