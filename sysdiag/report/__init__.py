@@ -1,9 +1,10 @@
 """Reports: the model and its renderers (text, json, markdown)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from .models import Report
+if TYPE_CHECKING:
+    from .models import Report
 
 Format = Literal["text", "json", "markdown"]
 FORMATS: tuple[str, ...] = ("text", "json", "markdown")
@@ -24,6 +25,16 @@ def render(report: Report, fmt: str, color: bool = False) -> str:
 
         return render_text(report, color=color)
     raise ValueError(f"unknown format {fmt!r} (choose one of {', '.join(FORMATS)})")
+
+
+def __getattr__(name: str) -> Any:
+    # imported on first use: the models import the engine (~0.03 s), which `collect` and
+    # the escape helpers (sysdiag.report.escape) never need
+    if name == "Report":
+        from .models import Report
+
+        return Report
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["FORMATS", "Format", "Report", "render"]
