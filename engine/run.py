@@ -111,8 +111,15 @@ def _conclude(rb: RuleBase, session, candidates: Optional[list[str]], coverage: 
                 hyp = _hypothesis(spec, scored, session, gates_passed, render)
                 binds = {f"{i}.{a}": facts[fid] for i, item in enumerate(scored.items)
                          for a, fid in item.facts.items() if fid in facts}
-                elsewhere = X.about_elsewhere(_subject_facts(scored, facts), render)
-                reported.append(((X.in_scope(binds, render, scoped_kinds), elsewhere), hyp))
+                subject_facts = _subject_facts(scored, facts)
+                # In scope: the finding is *about* the scoped object (its subject facts), or
+                # rests on facts read inside the scoped namespace. A host-wide finding that
+                # merely cites a scoped process among its evidence (CPU saturation delaying
+                # the throttled cgroup's task) is not about that object.
+                scoped = X.in_scope(dict(enumerate(subject_facts)), render) or \
+                    X.in_scope(binds, {}, scoped_kinds)
+                elsewhere = X.about_elsewhere(subject_facts, render)
+                reported.append(((scoped, elsewhere), hyp))
     reported.sort(key=lambda p: ranking_key(p[1].score, p[1].severity, p[1].id, p[1].subject,
                                             p[1].certainty, *p[0]))
     hyps = _causal_links(rb, [h for _, h in reported])

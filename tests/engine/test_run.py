@@ -409,3 +409,25 @@ def test_findings_about_another_scoped_object_rank_last(pack):
 def test_cgroup_scope_matches_full_and_relative_paths(a, b, same):
     from sysdiag.engine.explain import same_object
     assert same_object("cgroup", a, b) is same
+
+
+def test_host_wide_finding_citing_a_scoped_process_is_not_about_it(pack):
+    rb = pack({"a.yaml": hyp_file("zz-a-host", """\
+  - id: zz-a-host.r
+    weight: 3
+    when:
+      c: cpu where busy_pct >= 90
+      p: process where run_delay_pct >= 50
+"""), "b.yaml": hyp_file("zz-b-cg", """\
+  - id: zz-b-cg.r
+    weight: 3
+    when:
+      p: process where cpu_pct >= 5
+    subject: "cgroup {p.cgroup}"
+""")})
+    facts = [proc(7, cpu_pct=9.0, run_delay_pct=80.0, cgroup="/app"), cpu(busy_pct=95.0)]
+    plain = run_engine(rb, facts, None, []).hypotheses
+    assert [h.id for h in plain] == ["zz-a-host", "zz-b-cg"]  # equal scores: by id
+    # equal certainty: the cgroup finding is about /app, the host one only cites its task
+    scoped = run_engine(rb, facts, None, [], render={"cgroup": "/app"}).hypotheses
+    assert [h.id for h in scoped] == ["zz-b-cg", "zz-a-host"]
