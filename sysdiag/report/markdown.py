@@ -27,7 +27,8 @@ def _hypothesis(rank: int, hyp: Hypothesis, report: Report) -> list[str]:
     out = [f"### {rank}. {md_code(hyp.id)} — {md(hyp.title)}", "",
            f"**score {hyp.score:.2f}** · **{hyp.certainty}** · severity {hyp.severity} · "
            f"subject {md_code(hyp.subject)}"
-           + (f" · pattern {hyp.pattern}" if hyp.pattern != "unknown" else ""), ""]
+           + (f" · pattern {hyp.pattern}" if hyp.pattern != "unknown" else "")
+           + (f" · rule pack {md_code(hyp.rule_pack)}" if hyp.rule_pack != "builtin" else ""), ""]
     if hyp.explanation:
         out += [md(hyp.explanation), ""]
     if hyp.caused_by:

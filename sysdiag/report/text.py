@@ -69,7 +69,9 @@ def _hypothesis(rank: int, hyp: Hypothesis, follow_ups: list[FollowUp]) -> list[
         _line(f"{rank:>2}. ", (clean(hyp.id), "bold"), "  ", clean(hyp.title)),
         _line("    ", (f"score {hyp.score:.2f}", "bold"), "  ", (hyp.certainty, style),
               f"  severity {hyp.severity}", "  subject ", (clean(hyp.subject), "bold"),
-              *((f"  pattern {hyp.pattern}",) if hyp.pattern != "unknown" else ())),
+              *((f"  pattern {hyp.pattern}",) if hyp.pattern != "unknown" else ()),
+              *(("  rule pack ", (clean(hyp.rule_pack), "bold")) if hyp.rule_pack != "builtin"
+                else ())),
     ]
     if hyp.explanation:
         out.append(_line("    ", clean(hyp.explanation)))

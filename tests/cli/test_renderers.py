@@ -138,3 +138,12 @@ def test_markdown_keeps_long_follow_up_output_short():
     assert "line 39" in out and "line 40" not in out and "*60 more lines in the JSON report*" in out
     text = render(report, "text")
     assert "line 14" in text and "line 15" not in text and "85 more lines" in text
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "json"])
+def test_every_format_says_which_pack_a_finding_came_from(fmt):
+    report = make_report(hypotheses=[make_hypothesis(rule_pack="site-pack"),
+                                     make_hypothesis(hid="cpu-saturation")])
+    out = render(report, fmt, color=False) if fmt == "text" else render(report, fmt)
+    assert "site-pack" in out
+    assert out.count("site-pack") == 1  # built-in findings are not labelled
