@@ -24,7 +24,8 @@ class KernelLogEvent(Fact):
     pid: Optional[int] = None
     comm: Optional[str] = None
     device: Optional[str] = None
-    cgroup: Optional[str] = None
+    cgroup: Optional[str] = None  # what the line is about (OOM: the memcg whose limit was hit)
+    task_memcg: Optional[str] = None  # OOM kill: the victim's memory cgroup (also for a global OOM)
     constraint: Optional[str] = None  # OOM constraint (CONSTRAINT_NONE, _MEMCG, ...)
     order: Optional[int] = None  # allocation order (page-alloc-failure, oom-invoked)
     example: Optional[str] = None  # the last matching line, truncated

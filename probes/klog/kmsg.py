@@ -88,6 +88,7 @@ class _Group:
     comm: Optional[str] = None
     device: Optional[str] = None
     cgroup: Optional[str] = None
+    task_memcg: Optional[str] = None
     constraint: Optional[str] = None
     order: Optional[int] = None
     example: Optional[str] = None
@@ -112,12 +113,18 @@ def group_events(records: Iterable[LogRecord], now_s: Optional[float],
         m = match_message(record.message)
         if m is None:
             continue
-        subject, cgroup, constraint = m.subject, m.cgroup, m.constraint
+        subject, cgroup, constraint, task_memcg = m.subject, m.cgroup, m.constraint, None
         if m.signature in ("oom-kill", "memcg-oom-kill") and oom_context:
+            # only the context of this very kill: the kernel rate-limits the context
+            # (with the whole OOM report, 10 per 5 s) but never the kill lines, and
+            # memory.oom.group kills further pids after one context line
             if oom_context.get("pid") == str(m.pid):
                 constraint = oom_context.get("constraint")
-                cgroup = oom_context.get("oom_memcg") or oom_context.get("task_memcg")
-                if m.signature == "memcg-oom-kill" and cgroup:
+                task_memcg = oom_context.get("task_memcg")
+                # the cgroup whose limit was hit; a global OOM has none (its victim's
+                # cgroup is only task_memcg)
+                if constraint == "CONSTRAINT_MEMCG" and oom_context.get("oom_memcg"):
+                    cgroup = oom_context["oom_memcg"]
                     subject = cgroup
             oom_context = {}
         g = groups.setdefault((m.signature, subject), _Group(m.signature, subject))
@@ -131,6 +138,7 @@ def group_events(records: Iterable[LogRecord], now_s: Optional[float],
         g.comm = m.comm or g.comm
         g.device = m.device or g.device
         g.cgroup = cgroup or g.cgroup
+        g.task_memcg = task_memcg or g.task_memcg
         g.constraint = constraint or g.constraint
         g.order = m.order if m.order is not None else g.order
         g.example = record.message[:EXAMPLE_CHARS]
@@ -146,7 +154,7 @@ def group_events(records: Iterable[LogRecord], now_s: Optional[float],
                        and g.last_seen_s >= window_start_s),
             recent=age is not None and age <= recent_s,
             pid=g.pid, comm=g.comm, device=g.device, cgroup=g.cgroup,
-            constraint=g.constraint, order=g.order, example=g.example))
+            task_memcg=g.task_memcg, constraint=g.constraint, order=g.order, example=g.example))
     return sorted(events, key=lambda e: (e.signature, e.subject))
 
 

@@ -133,6 +133,16 @@ SIGNATURES: tuple[Signature, ...] = (
 #: the line printed just before an OOM kill, naming constraint and cgroups
 _OOM_CONTEXT = re.compile(r"oom-kill:(?P<fields>constraint=.*)")
 _KEY_VALUE = re.compile(r"(\w+)=([^,]*)")
+#: the same line in the full format of mm/oom_kill.c dump_oom_summary() (since 4.19, as on 6.18):
+#: "...,mems_allowed=0,oom_memcg=/x,task_memcg=/x/y,task=comm,pid=1,uid=0" for a memcg
+#: OOM, "global_oom" instead of oom_memcg= otherwise. Cgroup paths and comm may hold
+#: commas, so the cgroups are cut at the next known key and the tail is anchored.
+_OOM_CONTEXT_FULL = re.compile(
+    r"oom-kill:constraint=(?P<constraint>\w+),nodemask=(?P<nodemask>\(null\)|[\d,-]*)"
+    r"(?:,cpuset=(?P<cpuset>.*?),mems_allowed=(?P<mems_allowed>[\d,-]*))?"  # CONFIG_CPUSETS
+    r"(?:,oom_memcg=(?P<oom_memcg>.*?)|,(?P<global_oom>global_oom))?"
+    r"(?:,task_memcg=(?P<task_memcg>.*?))?"
+    r",task=(?P<task>.*),pid=(?P<pid>\d+),uid=(?P<uid>-?\d+)\s*$")
 EXAMPLE_CHARS = 300
 
 
@@ -153,6 +163,10 @@ def parse_oom_context(message: str) -> Optional[dict[str, str]]:
     line as a dict, or None for any other line."""
     if "oom-kill:" not in message:
         return None
+    full = _OOM_CONTEXT_FULL.search(message)
+    if full:
+        return {k: v for k, v in full.groupdict().items() if v is not None}
+    # another or a cut-off format (pr_cont pieces can land in separate records)
     m = _OOM_CONTEXT.search(message)
     if not m:
         return None

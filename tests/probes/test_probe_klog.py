@@ -201,7 +201,9 @@ def test_group_events_memcg_oom_with_context_and_window():
     assert memcg.in_window is False and memcg.recent is False
     assert memcg.age_s == pytest.approx(1900.8)
     glob = events[("oom-kill", "java")]
-    assert glob.constraint == "CONSTRAINT_NONE" and glob.cgroup == "/user.slice"
+    # a global OOM names the victim's cgroup, but no cgroup hit a limit
+    assert glob.constraint == "CONSTRAINT_NONE" and glob.cgroup is None
+    assert glob.task_memcg == "/user.slice"
     assert glob.in_window is True and glob.recent is True
     seg = events[("segfault", "python3")]
     assert (seg.count, seg.pid, seg.first_seen_s, seg.last_seen_s) == (2, 6, 1990.0, 1995.0)
@@ -217,6 +219,103 @@ def test_group_events_context_for_another_pid_is_not_used():
     ]
     (event,) = group_events(records, now_s=None, window_start_s=None)
     assert event.constraint is None and event.age_s is None and not event.recent
+
+
+# /dev/kmsg records of a memcg OOM loop on this host (6.18): the kernel rate-limits the OOM
+# report, the "oom-kill:" line included (10 per 5 s), but not the kill lines, so pid 28950
+# was killed without a context line
+KMSG_MEMCG_OOM = [
+    "4,14205,6561966483,-;oom_kill_process: 5 callbacks suppressed\n",
+    "6,15007,6564065354,-;[  28949]     0 28949    19894    18190    17330      860         0"
+    "   196608        0          1000 python\n",
+    "6,15008,6564065357,-;oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,"
+    "mems_allowed=0,oom_memcg=/sysdiag-e2e-oom-28602,task_memcg=/sysdiag-e2e-oom-28602,"
+    "task=python,pid=28949,uid=0\n",
+    "3,15009,6564065373,-;Memory cgroup out of memory: Killed process 28949 (python) "
+    "total-vm:79576kB, anon-rss:69320kB, file-rss:3440kB, shmem-rss:0kB, UID:0 pgtables:192kB "
+    "oom_score_adj:1000\n",
+    "3,15010,6564298310,-;Memory cgroup out of memory: Killed process 28950 (python) "
+    "total-vm:79576kB, anon-rss:69320kB, file-rss:3440kB, shmem-rss:0kB, UID:0 pgtables:192kB "
+    "oom_score_adj:1000\n",
+]
+
+
+def test_memcg_kill_is_attributed_to_its_context_line_only():
+    records = [parse_kmsg_record(raw) for raw in KMSG_MEMCG_OOM]
+    events = {(e.signature, e.subject): e
+              for e in group_events(records, now_s=6570.0, window_start_s=6560.0)}
+    memcg = events[("memcg-oom-kill", "/sysdiag-e2e-oom-28602")]
+    assert (memcg.count, memcg.pid, memcg.comm, memcg.cgroup, memcg.task_memcg,
+            memcg.constraint) == (1, 28949, "python", "/sysdiag-e2e-oom-28602",
+                                  "/sysdiag-e2e-oom-28602", "CONSTRAINT_MEMCG")
+    assert memcg.last_seen_s == 6564.065373
+    # the next kill had no context line of its own: which cgroup is unknown
+    bare = events[("memcg-oom-kill", "python")]
+    assert (bare.count, bare.pid, bare.cgroup, bare.task_memcg, bare.constraint) == (
+        1, 28950, None, None, None)
+    assert len(events) == 2
+
+
+def test_memcg_context_of_another_pid_is_not_used():
+    context = KMSG_MEMCG_OOM[2]
+    kill_28950 = KMSG_MEMCG_OOM[4]
+    (event,) = group_events([parse_kmsg_record(context), parse_kmsg_record(kill_28950)],
+                            now_s=None, window_start_s=None)
+    assert (event.signature, event.subject, event.cgroup, event.constraint) == (
+        "memcg-oom-kill", "python", None, None)
+
+
+def test_memcg_oom_names_the_limited_parent_and_keeps_the_task_cgroup():
+    records = [
+        _rec(10.0, "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,"
+                   "oom_memcg=/system.slice/app.service,"
+                   "task_memcg=/system.slice/app.service/worker,task=app,pid=900,uid=1000"),
+        _rec(10.1, "Memory cgroup out of memory: Killed process 900 (app) total-vm:1kB"),
+        _rec(11.0, "oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,"
+                   "oom_memcg=/other,task_memcg=/other,task=app,pid=901,uid=0"),
+        _rec(11.1, "Memory cgroup out of memory: Killed process 901 (app) total-vm:1kB"),
+    ]
+    events = {e.subject: e for e in group_events(records, now_s=12.0, window_start_s=0.0)}
+    assert set(events) == {"/system.slice/app.service", "/other"}  # same comm, two cgroups
+    app = events["/system.slice/app.service"]
+    assert (app.cgroup, app.task_memcg, app.pid) == (
+        "/system.slice/app.service", "/system.slice/app.service/worker", 900)
+
+
+def test_global_oom_is_not_attributed_to_a_memcg():
+    # format of mm/oom_kill.c dump_oom_summary() for a global OOM ("global_oom", no oom_memcg)
+    records = [
+        _rec(5.0, "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,"
+                  "global_oom,task_memcg=/user.slice/user-0.slice/session-1.scope,"
+                  "task=stress-ng,pid=1234,uid=0"),
+        _rec(5.1, "Out of memory: Killed process 1234 (stress-ng) total-vm:1066496kB, "
+                  "anon-rss:1015412kB, file-rss:4kB, shmem-rss:0kB, UID:0 pgtables:2036kB "
+                  "oom_score_adj:0"),
+    ]
+    (event,) = group_events(records, now_s=6.0, window_start_s=0.0)
+    assert (event.signature, event.subject, event.cgroup, event.constraint) == (
+        "oom-kill", "stress-ng", None, "CONSTRAINT_NONE")
+    assert event.task_memcg == "/user.slice/user-0.slice/session-1.scope"
+
+
+def test_parse_oom_context_real_line_and_variants():
+    ctx = parse_oom_context(parse_kmsg_record(KMSG_MEMCG_OOM[2]).message)
+    assert ctx == {"constraint": "CONSTRAINT_MEMCG", "nodemask": "(null)", "cpuset": "/",
+                   "mems_allowed": "0", "oom_memcg": "/sysdiag-e2e-oom-28602",
+                   "task_memcg": "/sysdiag-e2e-oom-28602", "task": "python", "pid": "28949",
+                   "uid": "0"}
+    # commas inside a node list, a cgroup path and the comm
+    ctx = parse_oom_context("oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=0-1,3,cpuset=a,b,"
+                            "mems_allowed=0-1,3,oom_memcg=/x,y,task_memcg=/x,y/z,"
+                            "task=a,b,pid=7,uid=0")
+    assert (ctx["nodemask"], ctx["cpuset"], ctx["mems_allowed"]) == ("0-1,3", "a,b", "0-1,3")
+    assert (ctx["oom_memcg"], ctx["task_memcg"], ctx["task"], ctx["pid"]) == (
+        "/x,y", "/x,y/z", "a,b", "7")
+    # a kernel without CONFIG_CPUSETS prints no cpuset= and mems_allowed=
+    ctx = parse_oom_context("oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),global_oom,"
+                            "task_memcg=/,task=java,pid=77,uid=0")
+    assert "oom_memcg" not in ctx and (ctx["global_oom"], ctx["task_memcg"], ctx["pid"]) == (
+        "global_oom", "/", "77")
 
 
 def test_example_is_truncated():
