@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from faults import (Procs, TestCgroup, Tmpfs, mounted, run, state_of,
+from faults import (Procs, Sysctl, TestCgroup, Tmpfs, mounted, run, state_of,
                     wait_until)
 from harness import Pid, diagnose, find, summary
 
@@ -133,6 +133,57 @@ m.madvise(mmap.MADV_RANDOM)
 while True:
     for off in range(0, size, 4096):
         m[off]
+"""
+
+
+#: accepts argv[1] loopback connections, closes the client ends and keeps the accepted ones:
+#: each stays in CLOSE_WAIT (the peer's FIN came, this end never called close()). With
+#: argv[2] == "netns" in a network namespace of its own (lo brought up there); with a
+#: limit argv[3] > 0, RLIMIT_NOFILE is set to it and, once the sockets are held, /dev/null
+#: is opened until EMFILE (the leak has reached the limit)
+CLOSE_WAIT_HOLDER = """\
+import ctypes, os, resource, socket, subprocess, sys, time
+count, where, limit = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+if where == "netns":
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x40000000) != 0:  # CLONE_NEWNET
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET)")
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
+if limit:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(512)
+held, clients = [], []
+for _ in range(count):
+    clients.append(socket.create_connection(srv.getsockname()))
+    held.append(srv.accept()[0])
+for c in clients:
+    c.close()
+srv.close()
+others = []
+try:
+    while limit:
+        others.append(os.open("/dev/null", os.O_RDONLY))
+except OSError:
+    pass
+print(len(held), flush=True)
+time.sleep(60)
+"""
+
+#: creates argv[2] small files in argv[1], unlinks each and keeps it open (rotated logs
+#: never reopened)
+DELETED_FILES_HOLDER = """\
+import os, sys, time
+fds = []
+for i in range(int(sys.argv[2])):
+    path = os.path.join(sys.argv[1], f"rotated.{i}")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, b"x" * 4096)
+    os.unlink(path)
+    fds.append(fd)
+print(len(fds), flush=True)
+time.sleep(60)
 """
 
 
@@ -255,11 +306,83 @@ def test_file_larger_than_its_memory_cgroup_thrashes(undo, accuracy, tmp_path):
     accuracy.check(report, "mem-thrashing")
 
 
+def meminfo_kib(field: str) -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"/proc/meminfo has no {field}")
+
+
+def test_large_tmpfs_pins_shared_memory(undo, accuracy, tmp_path):
+    """A tmpfs holding 28 % of memory (the rule wants shmem >= 20 %): without swap, reclaim
+    cannot free it. The file is allocated at once (fallocate), removed with the mount."""
+    if recent_memcg_oom():
+        pytest.skip("a memory cgroup OOM-killed a task in the last 15 minutes")
+    total, available = meminfo_kib("MemTotal"), meminfo_kib("MemAvailable")
+    size = total * 28 // 100 * 1024
+    if available * 1024 < 2 * size:
+        pytest.skip("less than twice the tmpfs size is available: the host would run short")
+    fs = undo.enter_context(Tmpfs(tmp_path / "shmem", f"size={size + (64 << 20)}"))
+    fd = os.open(fs.mountpoint / "pinned", os.O_WRONLY | os.O_CREAT, 0o600)
+    undo.callback(os.close, fd)
+    os.posix_fallocate(fd, 0, size)
+    report = diagnose("memory-pressure")
+    (found,) = accuracy.check(report, "mem-pinned-hugetlb-shmem")
+    shmem = [e for e in found["evidence"] if e["field"] == "shmem_pct"]
+    assert shmem and shmem[0]["value"] >= 20, summary(report)
+
+
+def test_hugepages_reserved_but_unused(undo, accuracy):
+    """vm.nr_hugepages reserving 15 % of memory that no process maps (the rule wants >= 10 %
+    with half of it free); the old value is restored on exit."""
+    if recent_memcg_oom():
+        pytest.skip("a memory cgroup OOM-killed a task in the last 15 minutes")
+    total, available = meminfo_kib("MemTotal"), meminfo_kib("MemAvailable")
+    page = meminfo_kib("Hugepagesize")
+    if page == 0 or meminfo_kib("HugePages_Total") != 0:
+        pytest.skip("no hugepages here, or some are reserved already (by someone else)")
+    pages = total * 15 // 100 // page
+    if available < 2 * pages * page:
+        pytest.skip("less than twice the reservation is available: the host would run short")
+    undo.enter_context(Sysctl("vm.nr_hugepages", str(pages)))
+    if meminfo_kib("HugePages_Total") * page < total // 10:
+        pytest.skip("the kernel could not reserve 10 % of memory in hugepages (fragmented)")
+    report = diagnose("memory-pressure")
+    (found,) = accuracy.check(report, "mem-pinned-hugetlb-shmem")
+    assert any(e["field"] == "hugetlb_pct" and e["value"] >= 10 for e in found["evidence"]), \
+        summary(report)
+
+
 def test_memory_cgroup_oom_kills_its_task(undo, accuracy):
     procs = undo.enter_context(Procs())
     cg = undo.enter_context(TestCgroup("oom", ["memory"]))
     cg.write("memory", "memory.limit_in_bytes", "memory.max", str(64 << 20))
     procs.python(OOM_LOOP, cgroup=cg)
+    time.sleep(1)  # the first kills
+    report = diagnose("oom", cgroup=cg.path)
+    accuracy.check(report, "mem-cgroup-oom", names=[cg.path])
+
+
+#: writes 48 MiB into the tmpfs file argv[1] (charged to its memory cgroup, unreclaimable
+#: without swap), then runs OOM_LOOP in what is left of the limit
+TMPFS_THEN_OOM = """\
+with open(sys.argv[1], "wb") as f:
+    for _ in range(48):
+        f.write(b"\\1" * (1 << 20))
+""" + OOM_LOOP
+
+
+def test_tmpfs_charged_to_a_memory_cgroup_leaves_its_task_oom_killed(undo, accuracy,
+                                                                     tmp_path):
+    """The cgroup's 64 MiB limit is mostly tmpfs pages its task wrote: the task's own
+    allocations are then OOM-killed in what remains."""
+    fs = undo.enter_context(Tmpfs(tmp_path / "charged", "size=128m"))
+    procs = undo.enter_context(Procs())
+    cg = undo.enter_context(TestCgroup("oom-tmpfs", ["memory"]))
+    cg.write("memory", "memory.limit_in_bytes", "memory.max", str(64 << 20))
+    procs.python(TMPFS_THEN_OOM, str(fs.mountpoint / "data"), cgroup=cg)
+    wait_until(lambda: (fs.mountpoint / "data").exists()
+               and (fs.mountpoint / "data").stat().st_size >= 48 << 20, 20, "48 MiB of tmpfs")
     time.sleep(1)  # the first kills
     report = diagnose("oom", cgroup=cg.path)
     accuracy.check(report, "mem-cgroup-oom", names=[cg.path])
@@ -320,6 +443,53 @@ def test_fd_limit_reached_by_a_process(undo, accuracy):
     assert int(readline(hog)) >= 55
     report = diagnose("fd-exhaustion", pid=hog.pid)
     accuracy.check(report, "fd-rlimit-nofile", names=[Pid(hog.pid)])
+
+
+def test_close_wait_sockets_held_are_an_fd_leak(undo, accuracy):
+    """300 loopback connections whose peer closed and this process never did (the rule
+    wants >= 100 CLOSE_WAIT held by one pid), far below its fd limit."""
+    procs = undo.enter_context(Procs())
+    holder = procs.python(CLOSE_WAIT_HOLDER, "300", "host", "0", stdout=True)
+    assert int(readline(holder)) == 300
+    report = diagnose("fd-exhaustion", pid=holder.pid)
+    (found,) = accuracy.check(report, "fd-leak", names=[Pid(holder.pid)])
+    held = [e for e in found["evidence"] if e["field"] == "close_wait_top_count"]
+    assert held and held[0]["value"] >= 300, summary(report)
+
+
+def test_close_wait_leak_in_a_network_namespace(undo, accuracy):
+    """The same leak inside the process's own network namespace: `--pid` must read the
+    sockets there, where the host's namespace shows none of them."""
+    if shutil.which("ip") is None:
+        pytest.skip("ip is not installed (iproute2)")
+    procs = undo.enter_context(Procs())
+    holder = procs.python(CLOSE_WAIT_HOLDER, "200", "netns", "0", stdout=True)
+    assert int(readline(holder)) == 200
+    assert os.readlink(f"/proc/{holder.pid}/ns/net") != os.readlink("/proc/self/ns/net")
+    report = diagnose("fd-exhaustion", pid=holder.pid)
+    accuracy.check(report, "fd-leak", names=[Pid(holder.pid)])
+
+
+def test_close_wait_leak_reaches_the_fd_limit(undo, accuracy):
+    """Two findings of one process: 150 CLOSE_WAIT sockets leaked, and its fds (limit 400)
+    used up. Both the leak and the limit rank in the top 3, naming the process."""
+    procs = undo.enter_context(Procs())
+    holder = procs.python(CLOSE_WAIT_HOLDER, "150", "host", "400", stdout=True)
+    assert int(readline(holder)) == 150
+    report = diagnose("fd-exhaustion", pid=holder.pid)
+    accuracy.check(report, ["fd-leak", "fd-rlimit-nofile"],
+                   names=[[Pid(holder.pid)], [Pid(holder.pid)]])
+
+
+def test_deleted_files_held_open_are_an_fd_leak(undo, accuracy, tmp_path):
+    """80 files unlinked while open, on a tmpfs only this process uses (the rule wants
+    >= 50 deleted files with a single holder)."""
+    fs = undo.enter_context(Tmpfs(tmp_path / "rotated", "size=8m"))
+    procs = undo.enter_context(Procs())
+    holder = procs.python(DELETED_FILES_HOLDER, str(fs.mountpoint), "80", stdout=True)
+    assert int(readline(holder)) == 80
+    report = diagnose("fd-exhaustion", pid=holder.pid)
+    accuracy.check(report, "fd-leak", names=[Pid(holder.pid)])
 
 
 def test_pids_cgroup_at_its_limit(undo, accuracy):
