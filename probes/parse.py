@@ -31,6 +31,21 @@ def to_float(value: str, source: str, what: str) -> float:
         raise ParseError(source, f"{what}: expected a number, got {value[:40]!r}") from None
 
 
+def parse_name_value(text: str, source: str) -> dict[str, int]:
+    """Files of `name value` lines with integer values (/proc/vmstat, /proc/net/snmp6)."""
+    out: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2:
+            raise ParseError(source, f"line {number}: expected 'name value', got {line[:60]!r}")
+        out[parts[0]] = to_int(parts[1], source, parts[0])
+    if not out:
+        raise ParseError(source, "no counters (empty file)")
+    return out
+
+
 def parse_cpu_list(text: str, source: str = "cpu list") -> list[int]:
     """A kernel CPU list ("0-3,8,10-11", as in /sys/devices/system/cpu/online)."""
     cpus: list[int] = []

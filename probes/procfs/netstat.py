@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional
 from sysdiag.facts import Fact, NetCounters, SockStat
 
 from ..base import Probe, ProbeContext, pct, rate
-from ..parse import SYSCTL_BYTES, ParseError, to_int
+from ..parse import SYSCTL_BYTES, ParseError, parse_name_value, to_int
 from ..registry import register_probe
 
 #: (file section, kernel name, NetCounters field stem): each becomes <stem>_total and
@@ -108,17 +108,7 @@ def parse_snmp_pairs(text: str, source: str) -> dict[str, dict[str, int]]:
 
 def parse_snmp6(text: str, source: str = "/proc/net/snmp6") -> dict[str, int]:
     """/proc/net/snmp6: `Name value` lines."""
-    out: dict[str, int] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 2:
-            raise ParseError(source, f"line {number}: expected 'Name value', got {line[:60]!r}")
-        out[parts[0]] = to_int(parts[1], source, parts[0])
-    if not out:
-        raise ParseError(source, "no counters (empty file)")
-    return out
+    return parse_name_value(text, source)
 
 
 def parse_sockstat(text: str, source: str = "/proc/net/sockstat") -> dict[str, dict[str, int]]:

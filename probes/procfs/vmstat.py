@@ -13,7 +13,7 @@ from typing import Optional
 from sysdiag.facts import Fact, VmStat
 
 from ..base import Probe, ProbeContext, delta, pct, rate
-from ..parse import ParseError, to_int
+from ..parse import ParseError, parse_name_value, to_int
 from ..registry import register_probe
 
 ZONES = ("dma", "dma32", "normal", "movable", "high", "device")
@@ -40,17 +40,7 @@ GAUGE_FIELDS = ("nr_dirty", "nr_writeback", "nr_dirty_threshold",
 
 def parse_vmstat(text: str, source: str = "/proc/vmstat") -> dict[str, int]:
     """Parse "name value" lines."""
-    out: dict[str, int] = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 2:
-            raise ParseError(source, f"line {number}: expected 'name value', got {line[:60]!r}")
-        out[parts[0]] = to_int(parts[1], source, parts[0])
-    if not out:
-        raise ParseError(source, "no counters (empty file)")
-    return out
+    return parse_name_value(text, source)
 
 
 def _counter(values: dict[str, int], name: str) -> Optional[int]:

@@ -125,7 +125,7 @@ def test_parse_snmp_truncated_mid_line():
 def test_parse_snmp6():
     values = parse_snmp6(SNMP6_HEAD)
     assert "Ip6InReceives" in values and values["Udp6MemErrors"] == 0
-    with pytest.raises(ParseError, match="line 1: expected 'Name value'"):
+    with pytest.raises(ParseError, match="line 1: expected 'name value'"):
         parse_snmp6("Ip6InReceives\n")
     with pytest.raises(ParseError, match="empty"):
         parse_snmp6("")
