@@ -13,7 +13,7 @@ from typing import Optional
 from sysdiag.facts import Fact, VmStat
 
 from ..base import Probe, ProbeContext, delta, pct, rate
-from ..parse import ParseError, parse_name_value, to_int
+from ..parse import parse_name_value
 from ..registry import register_probe
 
 ZONES = ("dma", "dma32", "normal", "movable", "high", "device")
