@@ -212,6 +212,17 @@ def readline(proc: subprocess.Popen, timeout: float = 10) -> str:
 
 # --- CPU -------------------------------------------------------------------------------
 
+#: system calls in a tight loop: 64 KiB reads of /dev/zero, where the kernel does the work
+#: (clearing the buffer), so most of the loop's CPU time is system time (about 3:1 here)
+SYSCALL_LOOP = """\
+import os
+fd = os.open("/dev/zero", os.O_RDONLY)
+buf = bytearray(1 << 16)
+while True:
+    os.readv(fd, [buf])
+"""
+
+
 def throttled_cgroup(undo, procs: Procs, name: str, quota_pct: int = 10) -> TestCgroup:
     """A cgroup allowed quota_pct % of one CPU, with a busy loop in it."""
     cg = undo.enter_context(TestCgroup(name, ["cpu"]))
@@ -254,6 +265,17 @@ def test_two_busy_loops_are_runaways_saturating_the_cpus(undo, accuracy):
     for loop in loops[1:]:
         assert find(report, "cpu-runaway-userspace", [Pid(loop.pid)]), (loop.pid,
                                                                          summary(report))
+
+
+def test_syscall_loop_spends_its_cpu_in_the_kernel(undo, accuracy):
+    """One process making system calls non-stop: busy like a runaway, but in the kernel."""
+    procs = undo.enter_context(Procs())
+    loop = procs.python(SYSCALL_LOOP)
+    time.sleep(0.5)
+    report = diagnose("high-cpu", pid=loop.pid)
+    (found,) = accuracy.check(report, "cpu-kernel-sys-time", names=[Pid(loop.pid)])
+    system = [e for e in found["evidence"] if e["field"] == "system_cpu_pct"]
+    assert system and system[0]["value"] >= 50, summary(report)
 
 
 def test_cpuset_confines_two_threads_to_one_cpu(undo, accuracy):
@@ -617,6 +639,14 @@ def test_fuse_daemon_that_never_answers_hangs_a_reader(undo, accuracy, tmp_path)
     report = diagnose("process-hang", pid=reader.pid)
     accuracy.check(report, "io-userspace-fs-unresponsive", names=[str(mountpoint)])
     assert find(report, "proc-stopped-traced", [Pid(reader.pid)]) is None, summary(report)
+
+
+def test_fuse_daemon_that_never_answers_is_io_latency(undo, accuracy, tmp_path):
+    """The same stall reported as slow I/O: the FUSE daemon, not a device, is the cause."""
+    procs = undo.enter_context(Procs())
+    mountpoint, daemon, reader = stuck_fuse(undo, procs, tmp_path)
+    report = diagnose("io-latency", pid=reader.pid)
+    accuracy.check(report, "io-userspace-fs-unresponsive", names=[str(mountpoint)])
 
 
 # --- two faults at once ----------------------------------------------------------------
