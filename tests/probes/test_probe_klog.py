@@ -208,8 +208,63 @@ def test_group_events_memcg_oom_with_context_and_window():
     seg = events[("segfault", "python3")]
     assert (seg.count, seg.pid, seg.first_seen_s, seg.last_seen_s) == (2, 6, 1990.0, 1995.0)
     assert seg.in_window is False and seg.recent is True
-    assert events[("oom-invoked", "python3")].order == 0
+    # the invoked line belongs to the memcg report its context line names
+    invoked = events[("oom-invoked", "/test.slice")]
+    assert (invoked.order, invoked.comm, invoked.cgroup, invoked.constraint) == (
+        0, "python3", "/test.slice", "CONSTRAINT_MEMCG")
     assert len(events) == 4
+
+
+# one whole memcg OOM report as /dev/kmsg held it on this host (6.18, cgroup v1), the
+# register dump and the memcg stats cut: the invoked line comes first, its constraint
+# only eleven lines later
+KMSG_MEMCG_REPORT = [
+    "4,20001,17711441888,-;python invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, "
+    "oom_score_adj=1000\n",
+    "4,20002,17711441902,-;CPU: 1 UID: 0 PID: 17127 Comm: python Not tainted 6.18.44 #1\n",
+    "4,20003,17711441907,-;Call Trace:\n",
+    "4,20004,17711441943,-; oom_kill_process.cold+0x8/0x8a\n",
+    "6,20005,17711442024,-;memory: usage 65536kB, limit 65536kB, failcnt 379\n",
+    "6,20006,17711442034,-;Memory cgroup stats for /sysdiag-e2e-oom-tmpfs-15642:\n",
+    "6,20007,17711442104,-;Tasks state (memory values in pages):\n",
+    "6,20008,17711442111,-;[  17127]     0 17127     7885     5917     5049      868         0"
+    "   106496        0          1000 python\n",
+    "6,20009,17711442114,-;oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,"
+    "mems_allowed=0,oom_memcg=/sysdiag-e2e-oom-tmpfs-15642,"
+    "task_memcg=/sysdiag-e2e-oom-tmpfs-15642,task=python,pid=17127,uid=0\n",
+    "3,20010,17711442133,-;Memory cgroup out of memory: Killed process 17127 (python) "
+    "total-vm:31540kB, anon-rss:20196kB, file-rss:3472kB, shmem-rss:0kB, UID:0 "
+    "pgtables:104kB oom_score_adj:1000\n",
+]
+
+
+def test_invoked_line_of_a_memcg_report_is_not_a_global_oom():
+    # before, "python invoked oom-killer" was grouped with no constraint and read as
+    # a global OOM on a host whose only OOMs were in a 64 MiB test cgroup
+    records = [parse_kmsg_record(raw) for raw in KMSG_MEMCG_REPORT]
+    events = {(e.signature, e.subject): e
+              for e in group_events(records, now_s=17800.0, window_start_s=17790.0)}
+    assert set(events) == {("oom-invoked", "/sysdiag-e2e-oom-tmpfs-15642"),
+                           ("memcg-oom-kill", "/sysdiag-e2e-oom-tmpfs-15642")}
+    invoked = events[("oom-invoked", "/sysdiag-e2e-oom-tmpfs-15642")]
+    assert (invoked.comm, invoked.constraint, invoked.task_memcg) == (
+        "python", "CONSTRAINT_MEMCG", "/sysdiag-e2e-oom-tmpfs-15642")
+
+
+def test_invoked_line_without_its_context_stays_unattributed():
+    # a report cut off before its context line (or a kernel without it): unknown, and
+    # the next report's context must not be borrowed across another invoked line
+    records = [
+        _rec(1.0, "a invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0"),
+        _rec(2.0, "b invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=1, oom_score_adj=0"),
+        _rec(2.1, "oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,"
+                  "global_oom,task_memcg=/,task=b,pid=9,uid=0"),
+        _rec(3.0, "c invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=2, oom_score_adj=0"),
+    ]
+    events = {e.subject: e for e in group_events(records, now_s=4.0, window_start_s=0.0)}
+    assert set(events) == {"a", "b", "c"}
+    assert events["a"].constraint is None and events["c"].constraint is None
+    assert (events["b"].constraint, events["b"].cgroup) == ("CONSTRAINT_NONE", None)
 
 
 def test_group_events_context_for_another_pid_is_not_used():
