@@ -240,6 +240,11 @@ class NeighEntry(Fact):
     state: Literal["incomplete", "failed"]
     #: the entry is the gateway of a default route
     is_default_gateway: Optional[bool] = None
+    #: seconds since a packet was last sent to this neighbour (netlink NDA_CACHEINFO used;
+    #: `ip -s neigh` "used U/C/P"); large on an old failure nothing sends to any more
+    used_age_s: Optional[float] = None
+    #: seconds since the entry last changed state (NDA_CACHEINFO updated)
+    updated_age_s: Optional[float] = None
 
 
 class Routes(Fact):

@@ -15,11 +15,12 @@ NeighEntry facts are emitted only for INCOMPLETE/FAILED entries, at most MAX_ENT
 """
 from __future__ import annotations
 
+import os
 import socket
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
 from sysdiag.facts import Fact, NeighEntry, NeighTable
 
@@ -32,7 +33,10 @@ from .nldump import (NETLINK_ROUTE, DumpInterrupted, addr_str, attr_str, attr_u3
 from .routes import _retrying, dump_links, dump_routes
 
 RTM_GETNEIGH, RTM_GETNEIGHTBL = 30, 66
-NDA_DST = 1
+NDA_DST, NDA_CACHEINFO = 1, 3
+#: struct nda_cacheinfo counts clock_t ticks (USER_HZ) ago: confirmed, used, updated, refcnt
+_CACHEINFO = struct.Struct("=IIII")
+USER_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 NDTA_NAME, NDTA_THRESH1, NDTA_THRESH2, NDTA_THRESH3, NDTA_CONFIG, NDTA_STATS = 1, 2, 3, 4, 5, 7
 MAX_ENTRIES = 100
 
@@ -61,6 +65,20 @@ class BadEntry:
     ifname: str
     ifindex: Optional[int]
     state: str  # incomplete | failed
+    #: seconds since a packet was last sent to it / since its state last changed
+    used_age_s: Optional[float] = None
+    updated_age_s: Optional[float] = None
+
+
+class NdEntry(NamedTuple):
+    """What one RTM_NEWNEIGH message says of one entry."""
+
+    family: str
+    ifindex: int
+    state: int  # NUD_* bit
+    address: Optional[str]
+    used_age_s: Optional[float] = None
+    updated_age_s: Optional[float] = None
 
 
 @dataclass
@@ -89,9 +107,8 @@ class NeighSample:
     gateways: frozenset[str] = frozenset()
 
 
-def entry_from_ndmsg(body: bytes) -> Optional[tuple[str, int, int, Optional[str]]]:
-    """(family, ifindex, NUD state, destination) of one RTM_NEWNEIGH payload; None for a
-    family other than IPv4/IPv6."""
+def entry_from_ndmsg(body: bytes) -> Optional[NdEntry]:
+    """One RTM_NEWNEIGH payload; None for a family other than IPv4/IPv6."""
     if len(body) < _NDMSG.size:
         raise ParseError("netlink RTM_GETNEIGH", f"message of {len(body)} bytes is shorter "
                                                  "than struct ndmsg")
@@ -99,12 +116,16 @@ def entry_from_ndmsg(body: bytes) -> Optional[tuple[str, int, int, Optional[str]
     name = FAMILIES.get(family)
     if name is None:
         return None
-    dst = None
+    dst = used = updated = None
     for kind, payload in iter_attrs(body, _NDMSG.size):
         if kind == NDA_DST:
             dst = addr_str(family, payload)
-            break
-    return name, ifindex, state, dst
+        elif kind == NDA_CACHEINFO and len(payload) >= _CACHEINFO.size:
+            # `ip -s neigh` prints these as "used U/C/P": a FAILED entry nobody has sent
+            # to for minutes is an old failure, not traffic being lost now
+            _, used_ticks, updated_ticks, _ = _CACHEINFO.unpack_from(payload)
+            used, updated = used_ticks / USER_HZ, updated_ticks / USER_HZ
+    return NdEntry(name, ifindex, state, dst, used, updated)
 
 
 def state_name(state: int) -> Optional[str]:
@@ -200,6 +221,7 @@ def _counter(name: str, before: Optional[TableReading], now: TableReading,
 def entry_facts(last: NeighSample) -> list[NeighEntry]:
     return [NeighEntry(source=last.tables[b.family].source, family=b.family,
                        address=b.address, ifname=b.ifname, ifindex=b.ifindex, state=b.state,
+                       used_age_s=b.used_age_s, updated_age_s=b.updated_age_s,
                        is_default_gateway=(b.address in last.gateways) if last.gateways
                        else None)
             for b in last.bad if b.family in last.tables]
@@ -280,7 +302,7 @@ class NeighProbe(Probe):
             entry = entry_from_ndmsg(body)
             if entry is None:
                 continue
-            family, ifindex, state, dst = entry
+            family, ifindex, state, dst = entry[:4]
             reading = tables[family]
             reading.entries = (reading.entries or 0) + 1
             name = state_name(state)
@@ -291,7 +313,9 @@ class NeighProbe(Probe):
                 if len(bad) < MAX_ENTRIES:
                     bad.append(BadEntry(family=family, address=dst,
                                         ifname=ifnames.get(ifindex, str(ifindex)),
-                                        ifindex=ifindex, state=name))
+                                        ifindex=ifindex, state=name,
+                                        used_age_s=entry.used_age_s,
+                                        updated_age_s=entry.updated_age_s))
         return tables, bad, bad_count
 
     def _gateways(self, sock: socket.socket) -> set[str]:

@@ -80,8 +80,13 @@ def test_real_table_message():
 
 
 def test_real_entry_messages():
-    assert entry_from_ndmsg(base64.b64decode(ND_STALE_V4)) == ("ipv4", 4, 0x04, "192.0.2.1")
-    assert entry_from_ndmsg(base64.b64decode(ND_FAILED_V6)) == ("ipv6", 4, 0x20, "fd00::1")
+    stale = entry_from_ndmsg(base64.b64decode(ND_STALE_V4))
+    assert stale[:4] == ("ipv4", 4, 0x04, "192.0.2.1")
+    failed = entry_from_ndmsg(base64.b64decode(ND_FAILED_V6))
+    assert failed[:4] == ("ipv6", 4, 0x20, "fd00::1")
+    # NDA_CACHEINFO: confirmed 252004, used 247028, updated 246720 ticks of USER_HZ ago
+    assert (failed.used_age_s, failed.updated_age_s) == (
+        247028 / neigh_mod.USER_HZ, 246720 / neigh_mod.USER_HZ)
     assert state_name(0x20) == "failed" and state_name(0) is None
     bridge = struct.pack("=BxHiHBB", 7, 0, 3, 0x80, 0, 0)  # AF_BRIDGE fdb: not ours
     assert entry_from_ndmsg(bridge) is None
@@ -223,6 +228,8 @@ def test_live_unresolved_neighbours_in_a_namespace_pair():
         assert entries["10.233.0.88"].is_default_gateway is True
         assert entries["10.233.0.77"].is_default_gateway is False
         assert entries["10.233.0.77"].ifname == "na"
+        # just sent to: `used` is fresh (ip -s neigh "used 0/..")
+        assert 0 <= entries["10.233.0.77"].used_age_s < 2.0
         v4 = next(f for f in facts if isinstance(f, NeighTable) and f.family == "ipv4")
         assert v4.reachable == 1 and v4.incomplete + v4.failed == 2
         # three unanswered solicitations one second apart, then FAILED
@@ -235,6 +242,13 @@ def test_live_unresolved_neighbours_in_a_namespace_pair():
         states = Counter(s.lower() for e in shown for s in e.get("state", []))
         assert v4.failed == states["failed"] == 2
         assert {f.state for f in facts if isinstance(f, NeighEntry)} == {"failed"}
+        # nothing sent since: the entries age, as `ip -s neigh` shows them
+        ages = {f.address: f.used_age_s for f in facts if isinstance(f, NeighEntry)}
+        assert all(3.0 <= age < 10.0 for age in ages.values()), ages
+        shown_used = {e["dst"]: e["used"] for e in json.loads(run(
+            "ip", "-n", ns_a, "-s", "-4", "-j", "neigh", "show")) if "used" in e}
+        for addr, age in ages.items():
+            assert abs(shown_used[addr] - age) <= 1.5, (addr, shown_used, ages)
         # res_failed is global (every namespace): at least our two failures
         assert v4.res_failed_total - before.tables["ipv4"].stats["res_failed"] >= 2
         assert v4.res_failed_per_s > 0
