@@ -275,7 +275,7 @@ class Explainer:
 
 
 SCOPED_FIELDS = {"pid": ("pid",), "iface": ("ifname", "iface", "dev", "interface"),
-                 "cgroup": ("cgroup", "path"), "netns": ("netns",)}
+                 "cgroup": ("cgroup", "path", "memory_cgroup"), "netns": ("netns",)}
 
 
 def same_object(name: str, a: Any, b: Any) -> bool:
@@ -316,7 +316,8 @@ def in_scope(binds: dict[str, dict], render: dict[str, Any],
     if not wanted:
         return False
     fields = {"pid": ("pid", "ppid", "holder_pid"), "iface": SCOPE_FIELDS["iface"],
-              "cgroup": ("cgroup", "path", "task_memcg"), "netns": ("netns",)}
+              "cgroup": ("cgroup", "path", "task_memcg", "memory_cgroup"),
+              "netns": ("netns",)}
     for fact in binds.values():
         for name, value in wanted.items():
             if any(same_object(name, fact.get(f), value) for f in fields[name]

@@ -54,6 +54,10 @@ class Process(Fact):
     #: v1 only: the path in the freezer hierarchy, which need not be the cpu path
     #: (None on v2, where `cgroup` is the one path and holds cgroup.freeze)
     freezer_cgroup: Optional[str] = None
+    #: v1 only: the path in the memory hierarchy, whose limit and reclaim the task lives
+    #: under (on a hybrid host often not the cpu path: a container runtime or a test may
+    #: move tasks in the memory hierarchy only)
+    memory_cgroup: Optional[str] = None
     #: the task's freezer cgroup (v1 freezer.state FROZEN or FREEZING) or its v2 cgroup
     #: (cgroup.events frozen 1) is frozen: the task does not run, whatever its state and
     #: wait channel say (a v1-frozen task shows D and keeps its own wchan on 6.x)

@@ -196,6 +196,7 @@ class ProcReading:
     wchan: Optional[str] = None
     cgroup: Optional[str] = None
     freezer_cgroup: Optional[str] = None  # v1 only
+    memory_cgroup: Optional[str] = None  # v1 only
     cgroup_frozen: Optional[bool] = None
     cmdline: Optional[str] = None
     fd_count: Optional[int] = None
@@ -347,7 +348,9 @@ class ProcessesProbe(Probe):
         cgroup = self._optional(read, f"{base}/cgroup")
         proc.cgroup = parse_cgroup_path(cgroup, f"{base}/cgroup") if cgroup else None
         if cgroup:
-            proc.freezer_cgroup = parse_proc_cgroup(cgroup, f"{base}/cgroup").get("freezer")
+            v1_paths = parse_proc_cgroup(cgroup, f"{base}/cgroup")
+            proc.freezer_cgroup = v1_paths.get("freezer")
+            proc.memory_cgroup = v1_paths.get("memory")
         if proc.stat.state not in ("D", "Z"):  # see the module docstring: mmap_lock
             cmdline = self._optional(read, f"{base}/cmdline", CMDLINE_BYTES)
             proc.cmdline = parse_cmdline(cmdline) if cmdline else None
@@ -520,7 +523,8 @@ def _process_fact(root: str, p: ProcReading, before: Optional[ProcReading],
         rss_bytes=rss_kb * 1024 if rss_kb is not None else s.rss_pages * page_size,
         rss_anon_bytes=_kb(st.get("RssAnon")), swap_bytes=_kb(st.get("VmSwap")),
         minflt_total=s.minflt, majflt_total=s.majflt, wchan=p.wchan, cgroup=p.cgroup,
-        freezer_cgroup=p.freezer_cgroup, cgroup_frozen=p.cgroup_frozen,
+        freezer_cgroup=p.freezer_cgroup, memory_cgroup=p.memory_cgroup,
+        cgroup_frozen=p.cgroup_frozen,
         tracer_pid=st.get("TracerPid"), fd_count=p.fd_count, fd_soft_limit=p.fd_soft_limit,
         fd_pct_of_limit=pct(p.fd_count, p.fd_soft_limit),
         age_s=(round(uptime_s - s.starttime / clk_tck, 2) if uptime_s is not None else None),

@@ -261,7 +261,8 @@ def test_v1_freezer_path_and_frozen_state_come_from_the_freezer_hierarchy(tmp_pa
     fz = "sys/fs/cgroup/freezer"
     ctx = write_tree(tmp_path, {
         "proc/41/stat": _stat(41, "D"),
-        "proc/41/cgroup": "7:freezer:/paused\n4:cpu,cpuacct:/app.slice\n0::/\n",
+        "proc/41/cgroup": "7:freezer:/paused\n5:memory:/app.slice/limited\n"
+                          "4:cpu,cpuacct:/app.slice\n0::/\n",
         "proc/42/stat": _stat(42),
         "proc/42/cgroup": "7:freezer:/\n4:cpu,cpuacct:/app.slice\n",
         "proc/43/stat": _stat(43),
@@ -276,6 +277,8 @@ def test_v1_freezer_path_and_frozen_state_come_from_the_freezer_hierarchy(tmp_pa
     assert outcome.status == "ok" and not outcome.warnings
     procs = {f.pid: f for f in facts if f.kind == "process"}
     assert procs[41].cgroup == "/app.slice" and procs[41].freezer_cgroup == "/paused"
+    # the memory hierarchy too: a task moved there only is still found under its limit
+    assert procs[41].memory_cgroup == "/app.slice/limited" and procs[42].memory_cgroup is None
     assert {pid: p.cgroup_frozen for pid, p in procs.items()} == {
         41: True, 42: False, 43: True, 44: False}
 
@@ -293,5 +296,6 @@ def test_v2_frozen_state_comes_from_cgroup_events(tmp_path):
     assert outcome.status == "ok" and not outcome.warnings
     procs = {f.pid: f for f in facts if f.kind == "process"}
     assert procs[51].freezer_cgroup is None  # v2: `cgroup` is the one path
+    assert procs[51].memory_cgroup is None
     # 53's cgroup is gone: unknown, not "thawed"
     assert {pid: p.cgroup_frozen for pid, p in procs.items()} == {51: True, 52: False, 53: None}
