@@ -39,11 +39,7 @@ def test_fixture_ranks_the_fault_first(key, entry):
 
 
 #: symptoms still short of passing fixtures, and why (strict: remove once captured)
-SHORT = {
-    "memory-pressure": "the second fixture (capture.py memory-pressure/hugepages-reserved-unused) "
-                       "needs 15 min without OOM kills in the kernel log, which this shared host "
-                       "did not have; mmap-thrash-in-cgroup is a known rule gap (xfail)",
-}
+SHORT: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("symptom", [
