@@ -186,6 +186,15 @@ def test_command(
                 for b in shown]
         if len(branches) > len(shown):
             out.append(f"  ... {len(branches) - len(shown)} more uncovered branches (-v lists them)")
+        # a threshold never tried at its exact value: `>` vs `>=` is untested
+        no_boundary = cov.rules_without_boundary
+        shown_rules = no_boundary if verbose else no_boundary[:5]
+        out += [f"  no boundary case: {r.id} ("
+                + ", ".join(f"`{t.text}`" for t in cov.thresholds[r.id]) + f") ({r.file}:{r.line})"
+                for r in shown_rules]
+        if len(no_boundary) > len(shown_rules):
+            out.append(f"  ... {len(no_boundary) - len(shown_rules)} more rules without a "
+                       "boundary case (-v lists them)")
     _write("\n".join(out) + "\n")
     if junit is not None:
         write_junit(run, junit)

@@ -51,6 +51,17 @@ def test_every_rule_has_a_firing_and_a_near_miss_case(builtin_rb, builtin_run):
     assert not builtin - silent, f"rules with no near-miss case: {sorted(builtin - silent)}"
 
 
+def test_every_threshold_rule_has_a_boundary_case(builtin_rb, builtin_run):
+    """A rule comparing a field with a number (`>= 90`) has a case with the field at
+    exactly that number, so `>` vs `>=` is decided by a test, not by reading."""
+    cov = measure(builtin_rb, builtin_run.results, {"builtin"})
+    assert len(cov.thresholds) >= 250
+    missing = [f"{r.id} ({r.file}:{r.line}): "
+               + ", ".join(t.text for t in cov.thresholds[r.id])
+               for r in cov.rules_without_boundary]
+    assert not missing, "rules without a boundary case:\n" + "\n".join(missing)
+
+
 def test_no_case_renders_a_missing_value(builtin_run):
     """A value an explanation or evidence text names was found: a missing one renders '?'."""
     bad = []

@@ -29,6 +29,37 @@ def test_the_pack_cases_pass_and_cover_its_rules(pack):
     assert cov.rule_pct == 50.0 and cov.branch_pct == 50.0
 
 
+def test_boundary_coverage_wants_a_case_at_the_exact_threshold(pack):
+    rb, run = _run(pack)
+    cov = measure(rb, run.results, {"sitepack"})
+    # 79 % is a near miss, not the boundary of `cpu_pct >= 80`; `nice >= 10` has no case
+    assert [r.id for r in cov.rules_without_boundary] == ["site-batch-hog.busy",
+                                                          "site-batch-hog.niced"]
+    assert [t.text for t in cov.thresholds["site-batch-hog.busy"]] == [
+        "process.cpu_pct >= 80", "process.run_delay_pct >= 50"]
+    assert "boundaries 0/2 (0 %)" in cov.summary()
+    boundary = PACK_TEST_BOUNDARY
+    write(pack / "tests" / "site-batch-hog-boundary.yaml", boundary)
+    rb, run = _run(pack)
+    assert run.ok, [format_failure(r) for r in run.failed]
+    cov = measure(rb, run.results, {"sitepack"})
+    assert [r.id for r in cov.rules_without_boundary] == ["site-batch-hog.niced"]
+    assert "no boundary case: rule site-batch-hog.niced: `process.nice >= 10`" in cov.report()
+
+
+#: 80 % exactly fires `>= 80` (from the defaults: the merged fact is what counts)
+PACK_TEST_BOUNDARY = """\
+hypothesis: site-batch-hog
+defaults:
+  process: {ppid: 1, state: R, cpu_pct: 80}
+cases:
+  - name: exactly 80 % (boundary)
+    facts:
+      - {kind: process, pid: 78, comm: batch-export}
+    fires: [site-batch-hog.busy]
+"""
+
+
 def test_every_kind_of_wrong_expectation_is_a_readable_diff(pack):
     write(pack / "tests" / "wrong.yaml", """\
         hypothesis: site-batch-hog
