@@ -3,7 +3,7 @@ from .base import Fact
 from .cgroup import Cgroup
 from .ebpf import BlockIoLatency, OffCpuWait, PageFaults, RunqLatency, SkbDrop, TcpRetransmit
 from .kernel import (ConfigChange, DeletedFilesSummary, DeletedOpenFile, FuseConnection,
-                     KernelConfig, NumaNode, NumaSummary, RaidArray)
+                     InotifyUser, KernelConfig, NumaNode, NumaSummary, RaidArray)
 from .klog import KernelLogEvent
 from .memory import Memory, VmStat
 from .namespace import NetNamespace, ProcessNamespaces
@@ -38,4 +38,4 @@ __all__ += ["TcpListener", "UdpSocket", "SocketSummary", "Conntrack", "NeighTabl
 __all__ += ["IrqSpread", "SoftirqCpu", "SoftirqSummary", "NicQueues", "NicOffloads", "NicRings",
             "NicChannels", "NicCoalesce", "NetNamespace", "ProcessNamespaces"]
 __all__ += ["KernelConfig", "ConfigChange", "NumaNode", "NumaSummary", "RaidArray",
-            "DeletedOpenFile", "DeletedFilesSummary", "FuseConnection"]
+            "DeletedOpenFile", "DeletedFilesSummary", "FuseConnection", "InotifyUser"]

@@ -199,6 +199,34 @@ class DeletedFilesSummary(Fact):
     largest_path: Optional[str] = None
 
 
+class InotifyUser(Fact):
+    """The inotify instances and watches one user holds, against the per-user limits
+    (fs.inotify.max_user_instances / max_user_watches): past them inotify_init fails with
+    EMFILE and inotify_add_watch with ENOSPC, however much disk is free."""
+
+    kind: Literal["inotify_user"] = "inotify_user"
+    key_fields: ClassVar[tuple[str, ...]] = ("uid",)
+    description: ClassVar[str] = ("one user's inotify instances and watches vs "
+                                  "fs.inotify.max_user_instances / max_user_watches")
+
+    uid: int  # the real uid of the holders, which the kernel charges
+    user: Optional[str] = None
+    instances: int  # distinct instances (an fd shared by fork or dup counts once)
+    watches: int  # `inotify wd:` lines of those instances
+    processes: int  # processes holding an fd of at least one of them
+    max_user_instances: Optional[int] = None
+    max_user_watches: Optional[int] = None
+    instances_pct: Optional[float] = None
+    watches_pct: Optional[float] = None
+    #: the process holding the most instances, and the one holding the most watches
+    top_pid: Optional[int] = None
+    top_comm: Optional[str] = None
+    top_instances: Optional[int] = None
+    top_watches_pid: Optional[int] = None
+    top_watches_comm: Optional[str] = None
+    top_watches: Optional[int] = None
+
+
 class FuseConnection(Fact):
     """One FUSE connection (/sys/fs/fuse/connections/N) and the mount it serves."""
 

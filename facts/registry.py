@@ -9,7 +9,7 @@ from .base import Fact
 from .cgroup import Cgroup
 from .ebpf import BlockIoLatency, OffCpuWait, PageFaults, RunqLatency, SkbDrop, TcpRetransmit
 from .kernel import (ConfigChange, DeletedFilesSummary, DeletedOpenFile, FuseConnection,
-                     KernelConfig, NumaNode, NumaSummary, RaidArray)
+                     InotifyUser, KernelConfig, NumaNode, NumaSummary, RaidArray)
 from .klog import KernelLogEvent
 from .memory import Memory, VmStat
 from .namespace import NAMESPACE_FACTS
@@ -52,7 +52,7 @@ for _model in (RunqLatency, OffCpuWait, SkbDrop, TcpRetransmit, BlockIoLatency, 
 for _model in (*NIC_FACTS, *NAMESPACE_FACTS):
     register(_model)
 for _model in (KernelConfig, ConfigChange, NumaNode, NumaSummary, RaidArray, DeletedOpenFile,
-               DeletedFilesSummary, FuseConnection):
+               DeletedFilesSummary, FuseConnection, InotifyUser):
     register(_model)
 
 class FactError(ValueError):

@@ -42,6 +42,7 @@ PROBE_MODULES = (
     "sysdiag.probes.netfilter.ruleset",
     "sysdiag.probes.procfs.kernelcfg",
     "sysdiag.probes.procfs.deleted",
+    "sysdiag.probes.procfs.inotify",
     "sysdiag.probes.sysfs.numa",
     "sysdiag.probes.procfs.mdstat",
     "sysdiag.probes.sysfs.fuse",

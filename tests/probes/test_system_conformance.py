@@ -20,6 +20,7 @@ PROBES = {
     "numa": "sysdiag.probes.sysfs.numa",
     "mdstat": "sysdiag.probes.procfs.mdstat",
     "deleted-files": "sysdiag.probes.procfs.deleted",
+    "inotify": "sysdiag.probes.procfs.inotify",
     "fuse": "sysdiag.probes.sysfs.fuse",
 }
 MODULES = sorted(set(PROBES.values()) | {"sysdiag.probes.process.processes"})
@@ -27,7 +28,7 @@ MODULES = sorted(set(PROBES.values()) | {"sysdiag.probes.process.processes"})
 #: the fixture has no /proc/sys/kernel/osrelease but a cmdline, node dirs without meminfo,
 #: an mdstat full of cases, no live fds, no FUSE mounts
 ON_FIXTURE = {"kernel": "ok", "numa": "ok", "mdstat": "ok", "deleted-files": "unavailable",
-              "fuse": "ok"}
+              "inotify": "unavailable", "fuse": "ok"}
 
 
 @pytest.mark.parametrize("name", sorted(PROBES))
