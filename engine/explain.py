@@ -315,7 +315,8 @@ def in_scope(binds: dict[str, dict], render: dict[str, Any],
               if render.get(name) is not None}
     if not wanted:
         return False
-    fields = {"pid": ("pid", "ppid", "holder_pid"), "iface": SCOPE_FIELDS["iface"],
+    fields = {"pid": ("pid", "ppid", "holder_pid", "top_pid", "top_watches_pid"),
+              "iface": SCOPE_FIELDS["iface"],
               "cgroup": ("cgroup", "path", "task_memcg", "memory_cgroup"),
               "netns": ("netns",)}
     for fact in binds.values():

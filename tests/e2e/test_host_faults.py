@@ -9,11 +9,13 @@ may run at the same time, so checks are about our objects, not a quiet host.
 """
 from __future__ import annotations
 
+import errno
 import os
 import select
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -72,6 +74,42 @@ try:
 except OSError:
     pass
 print(len(fds), flush=True)
+time.sleep(60)
+"""
+
+#: becomes uid 65534 (nobody: its counts are not mixed with root's other watchers) and
+#: opens inotify instances until inotify_init fails (max_user_instances), then holds them
+INOTIFY_HOG = """\
+import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
+n = 0
+while libc.inotify_init1(0) >= 0:
+    n += 1
+print(n, ctypes.get_errno(), flush=True)
+time.sleep(60)
+"""
+
+#: as uid 65534, one inotify instance watching new directories under argv[1] until
+#: inotify_add_watch fails (max_user_watches), then holds them
+INOTIFY_WATCHER = """\
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+top = sys.argv[1]
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)
+fd = libc.inotify_init1(0)
+n = 0
+while True:
+    path = os.path.join(top, str(n))
+    os.mkdir(path)
+    if libc.inotify_add_watch(fd, path.encode(), 2) < 0:
+        break
+    n += 1
+print(n, ctypes.get_errno(), flush=True)
 time.sleep(60)
 """
 
@@ -469,6 +507,19 @@ def test_fd_limit_reached_by_a_process(undo, accuracy):
     accuracy.check(report, "fd-rlimit-nofile", names=[Pid(hog.pid)])
 
 
+def test_inotify_instance_limit_is_not_the_fd_limit(undo, accuracy):
+    """"Too many open files" from inotify_init with 128 fds open of a 1024 limit: the
+    per-user inotify instance limit, not RLIMIT_NOFILE."""
+    procs = undo.enter_context(Procs())
+    hog = procs.python(INOTIFY_HOG, stdout=True)
+    count, err = map(int, readline(hog).split())
+    limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
+    assert err == errno.EMFILE and 0 < count <= limit, (count, err, limit)
+    report = diagnose("fd-exhaustion", pid=hog.pid)
+    accuracy.check(report, "fs-inotify-limits", names=["uid 65534", str(hog.pid)])
+    assert find(report, "fd-rlimit-nofile", [Pid(hog.pid)]) is None
+
+
 def test_close_wait_sockets_held_are_an_fd_leak(undo, accuracy):
     """300 loopback connections whose peer closed and this process never did (the rule
     wants >= 100 CLOSE_WAIT held by one pid), far below its fd limit."""
@@ -573,6 +624,23 @@ def test_filesystem_out_of_blocks(undo, accuracy, tmp_path):
     fill(fs.mountpoint, one_file=True)
     report = diagnose("disk-full")
     accuracy.check(report, "fs-blocks-full", names=[str(fs.mountpoint)])
+
+
+def test_inotify_watch_limit_is_not_a_full_disk(undo, accuracy):
+    """"No space left on device" from inotify_add_watch with every disk far from full:
+    fs.inotify.max_user_watches, lowered to 3000 for the test (restored after) so that
+    the watches fit in a few hundred kilobytes of kernel memory."""
+    top = Path(tempfile.mkdtemp(prefix="sysdiag-e2e-watch-"))
+    undo.callback(shutil.rmtree, top, True)
+    os.chown(top, 65534, 65534)
+    undo.enter_context(Sysctl("fs.inotify.max_user_watches", "3000"))
+    procs = undo.enter_context(Procs())
+    watcher = procs.python(INOTIFY_WATCHER, str(top), stdout=True)
+    count, err = map(int, readline(watcher).split())
+    assert err == errno.ENOSPC and 0 < count <= 3000, (count, err)
+    report = diagnose("disk-full")
+    accuracy.check(report, "fs-inotify-limits", names=["uid 65534", str(watcher.pid)])
+    assert find(report, "fs-blocks-full") is None
 
 
 def deleted_but_open(undo, procs: Procs, mountpoint: Path) -> subprocess.Popen:
