@@ -191,7 +191,12 @@ class Explainer:
     MAX_STEPS = 20000  # condition evaluations per explained rule
     MAX_CLOSEST = 2000  # facts of one kind compared when looking for the nearest miss
 
-    def __init__(self, facts: dict[str, dict], coverage: Iterable[Any], derivers) -> None:
+    def __init__(self, facts: dict[str, dict], coverage: Iterable[Any], derivers,
+                 scope: Optional[dict[str, Any]] = None) -> None:
+        #: --pid/--cgroup/--iface/--netns: a near miss of the scoped object is the one
+        #: the user asked about ("pid 42 has 131 fds of 1024"), whichever is nearer
+        self.scope = {name: scope[name] for name in SCOPED_FIELDS
+                      if scope and scope.get(name) is not None}
         self.by_kind: dict[str, list[dict]] = {}
         for fact in facts.values():
             self.by_kind.setdefault(fact["kind"], []).append(fact)
@@ -257,7 +262,7 @@ class Explainer:
                         break
                     passed += 1
                 failed = parts[passed] if passed < len(parts) else p.cond
-                rank = (passed, *_nearness(failed, fact, binds))
+                rank = (self._about_scope(fact), passed, *_nearness(failed, fact, binds))
                 if closest is None or rank > closest[0]:
                     closest = (rank, fact, failed)
         if best[0] is None and closest is not None:
@@ -272,6 +277,11 @@ class Explainer:
                 reason = f"{text} is false (actual {shown}, fact {fact['id']})"
             best[0] = Why(reason=reason, failed_condition=text, actual=actual)
         return False
+
+    def _about_scope(self, fact: dict) -> bool:
+        return any(same_object(name, fact[f], wanted)
+                   for name, wanted in self.scope.items()
+                   for f in SCOPED_FIELDS[name] if fact.get(f) is not None)
 
 
 SCOPED_FIELDS = {"pid": ("pid",), "iface": ("ifname", "iface", "dev", "interface"),

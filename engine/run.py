@@ -124,7 +124,7 @@ def _conclude(rb: RuleBase, session, candidates: Optional[list[str]], coverage: 
                                             p[1].certainty, *p[0]))
     hyps = _causal_links(rb, [h for _, h in reported])
 
-    explainer = X.Explainer(facts, coverage, rb.derivers_of)
+    explainer = X.Explainer(facts, coverage, rb.derivers_of, render)
     reported_ids = {h.id for h in hyps}
     ruled_out = [_ruled_out(rb, hid, scored_by_hyp.get(hid, []), gates_passed, explainer)
                  for hid in wanted if hid not in reported_ids]

@@ -356,6 +356,10 @@ def test_ruled_out_shows_the_nearest_miss(pack):
     [out] = run_engine(pack({"n.yaml": rule}), facts, None, []).ruled_out
     assert (out.failed_condition, out.actual) == ("process.cpu_pct >= 90", 85.0)
     assert out.reason == "zz-near.r: process.cpu_pct >= 90 is false (actual 85.0, fact process:3)"
+    # with --pid 2 the scoped process is the one the reason is about, though farther
+    [scoped] = run_engine(pack({"n.yaml": rule}), facts, None, [], render={"pid": "2"}).ruled_out
+    assert scoped.reason == ("zz-near.r: process.cpu_pct >= 90 is false (actual 40.0, "
+                             "fact process:2)")
 
 
 def test_findings_on_kinds_read_inside_the_scope_rank_first(pack):
