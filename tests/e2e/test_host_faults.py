@@ -365,7 +365,8 @@ def test_file_larger_than_its_memory_cgroup_thrashes(undo, accuracy, tmp_path):
     procs.python(MMAP_THRASHER, str(data), cgroup=cg)
     time.sleep(2)
     report = diagnose("memory-pressure", cgroup=cg.path)
-    accuracy.check(report, "mem-thrashing")
+    # the finding about the cgroup at its limit, not only the host-wide fault counters
+    accuracy.check(report, "mem-thrashing", names=[cg.path])
 
 
 def meminfo_kib(field: str) -> int:
