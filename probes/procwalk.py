@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Optional, Union
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional, Union
 
 #: fd name -> link target, None when the fd closed before readlink
 Links = dict[str, Optional[str]]
@@ -52,3 +54,37 @@ class FdLinks:
             except OSError:
                 links[name] = None  # closed meanwhile
         return links
+
+
+@dataclass
+class WalkStats:
+    """What a bounded walk over processes' fds saw (for the probe's warnings)."""
+    pids_seen: int = 0
+    pids_unreadable: int = 0  # fd directory not readable (another user's, not root)
+    fds_seen: int = 0
+    partial: Optional[str] = None  # why the walk stopped early
+
+
+def walk_fd_links(ctx: Any, stats: WalkStats, budget_s: float,
+                  pids: Optional[list[int]] = None) -> Iterator[tuple[int, Links]]:
+    """(pid, fd links) of every process whose fd directory is readable, through the run's
+    shared cache (`ctx.fd_links`), until `budget_s` runs out: then `stats.partial` says
+    where it stopped. Processes that exit meanwhile are skipped; unreadable ones counted.
+    The caller adds to `stats.fds_seen` and may stop early itself."""
+    end = time.monotonic() + budget_s
+    if pids is None:
+        pids = sorted(int(n) for n in os.listdir(ctx.proc()) if n.isdigit())
+    for pid in pids:
+        if time.monotonic() > end:
+            stats.partial = (f"stopped after {budget_s:.1f} s "
+                             f"({stats.pids_seen} processes, {stats.fds_seen} fds)")
+            return
+        try:
+            links = ctx.fd_links(pid)
+        except PermissionError:
+            stats.pids_unreadable += 1
+            continue
+        except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
+            continue  # exited
+        stats.pids_seen += 1
+        yield pid, links

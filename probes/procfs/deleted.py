@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import stat as stat_mod
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -27,6 +26,7 @@ from sysdiag.facts import DeletedFilesSummary, DeletedOpenFile, Fact
 
 from ..base import Probe, ProbeContext, Unavailable
 from ..parse import ParseError, to_int
+from ..procwalk import WalkStats, walk_fd_links
 from ..registry import register_probe
 from .mounts import MountEntry, parse_mountinfo, read_mountinfo
 
@@ -94,13 +94,9 @@ class HeldFile:
 
 
 @dataclass
-class Scan:
+class Scan(WalkStats):
     held: list[HeldFile] = field(default_factory=list)
-    fds_seen: int = 0
-    pids_seen: int = 0
-    pids_unreadable: int = 0  # fd directory not readable (another user's, not root)
     skipped_remote: int = 0  # deleted files on network/FUSE mounts: not stat'ed
-    partial: Optional[str] = None  # why the walk stopped early
 
 
 class DeletedFileScanner:
@@ -120,40 +116,22 @@ class DeletedFileScanner:
 
     def scan(self, pids: Optional[list[int]] = None) -> Scan:
         result = Scan()
-        end = time.monotonic() + self.budget_s
-        if pids is None:
-            pids = sorted(int(n) for n in os.listdir(self.root) if n.isdigit())
-        for pid in pids:
+        for pid, links in walk_fd_links(self.ctx, result, self.budget_s, pids):
             if result.fds_seen >= self.max_fds:
                 result.partial = f"stopped after {result.fds_seen} fds (limit {self.max_fds})"
                 break
-            if time.monotonic() > end:
-                result.partial = (f"stopped after {self.budget_s:.1f} s "
-                                  f"({result.pids_seen} processes, {result.fds_seen} fds)")
-                break
-            self._scan_pid(pid, result)
+            for name in list(links)[:max(0, self.max_fds - result.fds_seen)]:
+                result.fds_seen += 1
+                target = links[name]
+                if target is None:
+                    continue  # closed meanwhile
+                path = deleted_path(target)
+                if path is None:
+                    continue
+                held = self._held(pid, int(name), path, result)
+                if held is not None:
+                    result.held.append(held)
         return result
-
-    def _scan_pid(self, pid: int, result: Scan) -> None:
-        try:
-            links = self.ctx.fd_links(pid)  # shared with the sockets probe
-        except PermissionError:
-            result.pids_unreadable += 1
-            return
-        except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
-            return  # exited
-        result.pids_seen += 1
-        for name in list(links)[:max(0, self.max_fds - result.fds_seen)]:
-            result.fds_seen += 1
-            target = links[name]
-            if target is None:
-                continue  # closed meanwhile
-            path = deleted_path(target)
-            if path is None:
-                continue
-            held = self._held(pid, int(name), path, result)
-            if held is not None:
-                result.held.append(held)
 
     def _held(self, pid: int, fd: int, path: str, result: Scan) -> Optional[HeldFile]:
         mount, foreign = self._mount(pid, fd, path)

@@ -20,10 +20,8 @@ instance, and every `inotify wd:` line of its /proc/PID/fdinfo/N is one watch.
 from __future__ import annotations
 
 import ctypes
-import os
 import platform
 import pwd
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -32,6 +30,7 @@ from sysdiag.facts import Fact, InotifyUser
 
 from ..base import Probe, ProbeContext, Unavailable, pct
 from ..parse import ParseError, to_int
+from ..procwalk import WalkStats, walk_fd_links
 from ..registry import register_probe
 from .deleted import read_comm
 from .filenr import parse_sysctl_int
@@ -81,10 +80,8 @@ class InotifyFd:
 
 
 @dataclass
-class Scan:
+class Scan(WalkStats):
     fds: list[InotifyFd] = field(default_factory=list)
-    pids_unreadable: int = 0
-    partial: Optional[str] = None
 
 
 class Kcmp:
@@ -159,28 +156,14 @@ class InotifyScanner:
 
     def scan(self, pids: Optional[list[int]] = None) -> Scan:
         result = Scan()
-        end = time.monotonic() + self.budget_s
-        if pids is None:
-            pids = sorted(int(n) for n in os.listdir(self.root) if n.isdigit())
-        for done, pid in enumerate(pids):
-            if time.monotonic() > end:
-                result.partial = (f"stopped after {self.budget_s:.1f} s ({done} of "
-                                  f"{len(pids)} processes)")
-                break
-            self._scan_pid(pid, result)
+        for pid, links in walk_fd_links(self.ctx, result, self.budget_s, pids):
+            result.fds_seen += len(links)
+            fds = [int(name) for name, target in links.items() if target == INOTIFY_LINK]
+            if fds:
+                self._read_fds(pid, fds, result)
         return result
 
-    def _scan_pid(self, pid: int, result: Scan) -> None:
-        try:
-            links = self.ctx.fd_links(pid)  # the run's shared walk
-        except PermissionError:
-            result.pids_unreadable += 1
-            return
-        except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
-            return  # exited
-        fds = [int(name) for name, target in links.items() if target == INOTIFY_LINK]
-        if not fds:
-            return
+    def _read_fds(self, pid: int, fds: list[int], result: Scan) -> None:
         status_path = f"{self.root}/{pid}/status"
         try:
             with open(status_path, "rb") as fh:

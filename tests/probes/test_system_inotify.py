@@ -16,8 +16,9 @@ import pytest
 from sysdiag.facts import InotifyUser
 from sysdiag.probes.base import ProbeContext
 from sysdiag.probes.parse import ParseError
-from sysdiag.probes.procfs.inotify import (InotifyFd, InotifyProbe, Kcmp, count_watches,
-                                           distinct_instances, parse_real_uid, per_user)
+from sysdiag.probes.procfs.inotify import (InotifyFd, InotifyProbe, InotifyScanner, Kcmp,
+                                           count_watches, distinct_instances, parse_real_uid,
+                                           per_user)
 
 from probe_helpers import run_one
 
@@ -87,6 +88,12 @@ def test_per_user_totals_and_top_holders(tmp_path):
     assert shared[0].processes == 3 and shared[1].processes == 1
     none = per_user(fds, {"instances": None, "watches": None}, str(tmp_path), "test")
     assert none[0].instances_pct is None and none[0].max_user_instances is None
+
+
+def test_the_walk_is_bounded_and_says_where_it_stopped():
+    scan = InotifyScanner(ProbeContext(), budget_s=0.0).scan()
+    assert scan.partial and scan.partial.startswith("stopped after 0.0 s (0 processes")
+    assert scan.fds == []
 
 
 def test_captured_tree_is_unavailable(tree_ctx):
