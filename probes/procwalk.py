@@ -88,3 +88,15 @@ def walk_fd_links(ctx: Any, stats: WalkStats, budget_s: float,
             continue  # exited
         stats.pids_seen += 1
         yield pid, links
+
+
+def walk_warnings(stats: WalkStats, is_root: bool) -> list[str]:
+    """What the user is told about a walk that stopped early or could not read everything."""
+    out = []
+    if stats.partial:
+        out.append(f"partial: {stats.partial}")
+    if stats.pids_unreadable:
+        who = "not root: " if not is_root else ""
+        out.append(f"{who}the fds of {stats.pids_unreadable} processes were not readable "
+                   "(permission denied; run as root to see every process)")
+    return out

@@ -26,7 +26,7 @@ from sysdiag.facts import DeletedFilesSummary, DeletedOpenFile, Fact
 
 from ..base import Probe, ProbeContext, Unavailable
 from ..parse import ParseError, to_int
-from ..procwalk import WalkStats, walk_fd_links
+from ..procwalk import WalkStats, walk_fd_links, walk_warnings
 from ..registry import register_probe
 from .mounts import MountEntry, parse_mountinfo, read_mountinfo
 
@@ -232,12 +232,8 @@ class DeletedFilesProbe(Probe):
     def sample(self, ctx: ProbeContext) -> Scan:
         scanner = DeletedFileScanner(ctx, self.max_fds, self.budget_s, self.warn)
         scan = scanner.scan()
-        if scan.partial:
-            self.warn(f"partial: {scan.partial}")
-        if scan.pids_unreadable:
-            who = "not root: " if not ctx.is_root else ""
-            self.warn(f"{who}the fds of {scan.pids_unreadable} processes were not readable "
-                      "(permission denied; run as root to see every process)")
+        for warning in walk_warnings(scan, ctx.is_root):
+            self.warn(warning)
         if scan.skipped_remote:
             self.warn(f"{scan.skipped_remote} deleted files on network or FUSE mounts not "
                       "measured (stat could hang)")

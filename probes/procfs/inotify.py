@@ -30,7 +30,7 @@ from sysdiag.facts import Fact, InotifyUser
 
 from ..base import Probe, ProbeContext, Unavailable, pct
 from ..parse import ParseError, to_int
-from ..procwalk import WalkStats, walk_fd_links
+from ..procwalk import WalkStats, walk_fd_links, walk_warnings
 from ..registry import register_probe
 from .deleted import read_comm
 from .filenr import parse_sysctl_int
@@ -251,12 +251,8 @@ class InotifyProbe(Probe):
     def sample(self, ctx: ProbeContext) -> tuple[list[InotifyFd], dict[int, set[int]],
                                                  dict[str, Optional[int]]]:
         scan = InotifyScanner(ctx, self.budget_s, self.warn).scan()
-        if scan.partial:
-            self.warn(f"partial: {scan.partial}")
-        if scan.pids_unreadable:
-            who = "not root: " if not ctx.is_root else ""
-            self.warn(f"{who}the fds of {scan.pids_unreadable} processes were not readable "
-                      "(permission denied; run as root to see every process)")
+        for warning in walk_warnings(scan, ctx.is_root):
+            self.warn(warning)
         holders: dict[int, set[int]] = defaultdict(set)
         for item in scan.fds:
             holders[item.uid].add(item.pid)
