@@ -103,8 +103,17 @@ def group_events(records: Iterable[LogRecord], now_s: Optional[float],
     None when unknown (then no age, and nothing is "in the window")."""
     groups: dict[tuple[str, str], _Group] = {}
 
-    def add(m, record: LogRecord, subject: str, cgroup: Optional[str],
-            constraint: Optional[str], task_memcg: Optional[str]) -> None:
+    def add(m, record: LogRecord, context: Optional[dict[str, str]] = None) -> None:
+        """Count one matched line; `context` is the "oom-kill:constraint=..." line of its
+        OOM report, when it belongs to this very line."""
+        subject, cgroup, constraint, task_memcg = m.subject, m.cgroup, m.constraint, None
+        if context:
+            constraint = context.get("constraint")
+            task_memcg = context.get("task_memcg")
+            # the cgroup whose limit was hit; a global OOM has none (its victim's cgroup
+            # is only task_memcg)
+            if constraint == "CONSTRAINT_MEMCG" and context.get("oom_memcg"):
+                cgroup = subject = context["oom_memcg"]
         g = groups.setdefault((m.signature, subject), _Group(m.signature, subject))
         g.count += 1
         if record.ts_s is not None:
@@ -123,55 +132,40 @@ def group_events(records: Iterable[LogRecord], now_s: Optional[float],
 
     # "X invoked oom-killer" opens an OOM report; whether it was the whole machine or
     # one memory cgroup is only said by the "oom-kill:constraint=..." line further down
-    # the same report, so the invoked line waits for it
+    # the same report, so the invoked line waits for it (or for the next matched line:
+    # a report cut off before its context line, or another format)
     pending_invoked: Optional[tuple] = None
-
-    def flush_invoked(context: Optional[dict[str, str]]) -> None:
-        nonlocal pending_invoked
-        if pending_invoked is None:
-            return
-        m, record = pending_invoked
-        pending_invoked = None
-        subject, cgroup, constraint, task_memcg = m.subject, m.cgroup, m.constraint, None
-        if context:
-            constraint = context.get("constraint")
-            task_memcg = context.get("task_memcg")
-            if constraint == "CONSTRAINT_MEMCG" and context.get("oom_memcg"):
-                cgroup = subject = context["oom_memcg"]
-        add(m, record, subject, cgroup, constraint, task_memcg)
-
     oom_context: dict[str, str] = {}
     for record in records:
         if record.facility not in (None, 0):
             continue
         context = parse_oom_context(record.message)
         if context is not None:
-            flush_invoked(context)
+            if pending_invoked is not None:
+                add(*pending_invoked, context)
+                pending_invoked = None
             oom_context = context  # belongs to the kill line that follows
             continue
         m = match_message(record.message)
         if m is None:
             continue
-        flush_invoked(None)  # a report without its context line (cut off or another format)
+        if pending_invoked is not None:
+            add(*pending_invoked)
+            pending_invoked = None
         if m.signature == "oom-invoked":
             pending_invoked = (m, record)
             continue
-        subject, cgroup, constraint, task_memcg = m.subject, m.cgroup, m.constraint, None
+        own_context = None
         if m.signature in ("oom-kill", "memcg-oom-kill") and oom_context:
             # only the context of this very kill: the kernel rate-limits the context
             # (with the whole OOM report, 10 per 5 s) but never the kill lines, and
             # memory.oom.group kills further pids after one context line
             if oom_context.get("pid") == str(m.pid):
-                constraint = oom_context.get("constraint")
-                task_memcg = oom_context.get("task_memcg")
-                # the cgroup whose limit was hit; a global OOM has none (its victim's
-                # cgroup is only task_memcg)
-                if constraint == "CONSTRAINT_MEMCG" and oom_context.get("oom_memcg"):
-                    cgroup = oom_context["oom_memcg"]
-                    subject = cgroup
+                own_context = oom_context
             oom_context = {}
-        add(m, record, subject, cgroup, constraint, task_memcg)
-    flush_invoked(None)
+        add(m, record, own_context)
+    if pending_invoked is not None:
+        add(*pending_invoked)
 
     events = []
     for g in groups.values():
