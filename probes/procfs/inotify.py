@@ -48,15 +48,16 @@ SYS_KCMP = {"x86_64": 312, "aarch64": 272, "ppc64le": 354, "s390x": 343, "riscv6
 KCMP_FILE = 0
 
 
-def count_watches(fdinfo: str) -> int:
-    """The `inotify wd:` lines of an inotify fd's fdinfo.
+def watch_lines(fdinfo: str) -> list[str]:
+    """The `inotify wd:` lines of an inotify fd's fdinfo: one per watch, and together what
+    two fds of one instance show alike (their pos and flags may differ).
 
-    >>> count_watches("pos:\\t0\\nflags:\\t02004000\\nmnt_id:\\t15\\nino:\\t1057\\n"
-    ...               "inotify wd:2 ino:7b sdev:800001 mask:fce ignored_mask:0\\n"
-    ...               "inotify wd:1 ino:2 sdev:800001 mask:fce ignored_mask:0\\n")
+    >>> len(watch_lines("pos:\\t0\\nflags:\\t02004000\\nmnt_id:\\t15\\nino:\\t1057\\n"
+    ...                 "inotify wd:2 ino:7b sdev:800001 mask:fce ignored_mask:0\\n"
+    ...                 "inotify wd:1 ino:2 sdev:800001 mask:fce ignored_mask:0\\n"))
     2
     """
-    return sum(1 for line in fdinfo.splitlines() if line.startswith(WATCH_PREFIX))
+    return [line for line in fdinfo.splitlines() if line.startswith(WATCH_PREFIX)]
 
 
 def parse_real_uid(status: str, source: str = "/proc/PID/status") -> int:
@@ -184,13 +185,9 @@ class InotifyScanner:
                 self.warn(f"{source}: more than {FDINFO_BYTES >> 20} MiB of watches; "
                           "counted up to there")
                 text = text[:FDINFO_BYTES]
-            result.fds.append(InotifyFd(pid=pid, fd=fd, uid=uid,
-                                        watches=count_watches(text), fdinfo=_identity(text)))
-
-
-def _identity(fdinfo: str) -> str:
-    """The part of fdinfo two fds of one instance share (pos and flags may differ)."""
-    return "\n".join(line for line in fdinfo.splitlines() if line.startswith(WATCH_PREFIX))
+            lines = watch_lines(text)
+            result.fds.append(InotifyFd(pid=pid, fd=fd, uid=uid, watches=len(lines),
+                                        fdinfo="\n".join(lines)))
 
 
 def user_name(uid: int) -> Optional[str]:

@@ -17,8 +17,8 @@ from sysdiag.facts import InotifyUser
 from sysdiag.probes.base import ProbeContext
 from sysdiag.probes.parse import ParseError
 from sysdiag.probes.procfs.inotify import (InotifyFd, InotifyProbe, InotifyScanner, Kcmp,
-                                           count_watches, distinct_instances, parse_real_uid,
-                                           per_user)
+                                           distinct_instances, parse_real_uid, per_user,
+                                           watch_lines)
 
 from probe_helpers import run_one
 
@@ -31,9 +31,10 @@ FDINFO = ("pos:\t0\nflags:\t02004000\nmnt_id:\t15\nino:\t1057\n"
 
 
 def test_watch_lines_are_counted():
-    assert count_watches(FDINFO) == 2
-    assert count_watches("pos:\t0\nflags:\t02004000\nmnt_id:\t15\nino:\t1057\n") == 0
-    assert count_watches("") == 0
+    assert len(watch_lines(FDINFO)) == 2
+    assert watch_lines(FDINFO)[1].startswith("inotify wd:1 ino:2 ")
+    assert watch_lines("pos:\t0\nflags:\t02004000\nmnt_id:\t15\nino:\t1057\n") == []
+    assert watch_lines("") == []
 
 
 def test_real_uid_is_the_first_uid_field():
