@@ -36,7 +36,7 @@ RTM_GETNEIGH, RTM_GETNEIGHTBL = 30, 66
 NDA_DST, NDA_CACHEINFO = 1, 3
 #: struct nda_cacheinfo counts clock_t ticks (USER_HZ) ago: confirmed, used, updated, refcnt
 _CACHEINFO = struct.Struct("=IIII")
-USER_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+USER_HZ = os.sysconf("SC_CLK_TCK")
 NDTA_NAME, NDTA_THRESH1, NDTA_THRESH2, NDTA_THRESH3, NDTA_CONFIG, NDTA_STATS = 1, 2, 3, 4, 5, 7
 MAX_ENTRIES = 100
 
@@ -302,10 +302,10 @@ class NeighProbe(Probe):
             entry = entry_from_ndmsg(body)
             if entry is None:
                 continue
-            family, ifindex, state, dst = entry[:4]
+            family, ifindex, dst = entry.family, entry.ifindex, entry.address
             reading = tables[family]
             reading.entries = (reading.entries or 0) + 1
-            name = state_name(state)
+            name = state_name(entry.state)
             if name is not None and reading.states is not None:
                 reading.states[name] += 1
             if name in ("incomplete", "failed") and dst is not None:
