@@ -85,7 +85,7 @@ def thresholds(rule: RuleSpec) -> list[Threshold]:
     return out
 
 
-def boundary_cases(threshold: Threshold, case: Any) -> bool:
+def is_boundary_case(threshold: Threshold, case: Any) -> bool:
     """Does the case name the rule (fires or silent) and hold a fact of the pattern's kind
     whose field is exactly the threshold?"""
     if threshold.rule not in case.fires and threshold.rule not in case.silent:
@@ -144,10 +144,11 @@ class Coverage:
     def summary(self) -> str:
         nb = len(self.all_branches)
         nt = len(self.thresholds)
+        bounded = nt - len(self.rules_without_boundary)
         return (f"rules {len(self.rules) - len(self.uncovered_rules)}/{len(self.rules)} "
                 f"({self.rule_pct:.0f} %), or-branches {len(self.covered_branches)}/{nb} "
-                f"({self.branch_pct:.0f} %), boundaries {nt - len(self.rules_without_boundary)}"
-                f"/{nt} ({self.pct(nt - len(self.rules_without_boundary), nt):.0f} %)")
+                f"({self.branch_pct:.0f} %), boundaries {bounded}/{nt} "
+                f"({self.pct(bounded, nt):.0f} %)")
 
     def report(self) -> str:
         lines = [f"coverage: {self.summary()}"]
@@ -179,7 +180,7 @@ def measure(rb: RuleBase, results: Iterable[CaseResult], packs: set[str]) -> Cov
         cov.tested_hypotheses |= res.case.hypotheses()
         for rid in set(res.case.fires) | set(res.case.silent):
             if rid in cov.thresholds and rid not in cov.boundary_rules and any(
-                    boundary_cases(t, res.case) for t in cov.thresholds[rid]):
+                    is_boundary_case(t, res.case) for t in cov.thresholds[rid]):
                 cov.boundary_rules.add(rid)
         for m in res.matches:
             if m.rule.id not in wanted:
