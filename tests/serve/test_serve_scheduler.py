@@ -51,7 +51,7 @@ class FakeChild:
         return Result(EXIT_OK, self.run_s, report={"hypotheses": []}, markdown="")
 
 
-def _run_alerts(tmp_path: Path, workers: int, child: FakeChild) -> list:
+def _run_alerts(tmp_path: Path, workers: int) -> list:
     amap = AlertMap.load(host=fake_sys(tmp_path / "sys", units=["a.service", "b.service"]))
     config = ServeConfig(workers=workers, any_instance=True, window_s=1.0)
     store = Store()
@@ -80,7 +80,7 @@ def test_workers_run_at_once_but_never_two_of_one_symptom(tmp_path, monkeypatch,
                                                           most):
     child = FakeChild()
     monkeypatch.setattr(scheduler_mod, "run_in_child", child)
-    records = _run_alerts(tmp_path, workers, child)
+    records = _run_alerts(tmp_path, workers)
     assert sorted(r.status for r in records) == ["done"] * 4
     assert sorted(j["symptom"] for j in child.jobs) == [
         "high-cpu", "high-latency", "process-hang", "process-hang"]
