@@ -382,6 +382,41 @@ def test_findings_on_kinds_read_inside_the_scope_rank_first(pack):
     assert [h.id for h in scoped] == ["zz-proc", "zz-cpu"]
 
 
+def test_a_users_finding_is_in_scope_of_its_top_holder_and_a_v1_memory_cgroup(pack):
+    """--pid matches the process an inotify_user fact names as its top holder; --cgroup
+    matches a process's v1 memory-hierarchy path, not only its cpu path."""
+    from sysdiag.facts import InotifyUser
+    rb = pack({"a.yaml": hyp_file("zz-inotify", """\
+  - id: zz-inotify.r
+    weight: 2
+    when:
+      u: inotify_user where instances >= 100
+    subject: "uid {u.uid}"
+"""), "b.yaml": hyp_file("zz-cpu", """\
+  - id: zz-cpu.r
+    weight: 2
+    when:
+      c: cpu where busy_pct >= 90
+"""), "c.yaml": hyp_file("zz-proc", """\
+  - id: zz-proc.r
+    weight: 2
+    when:
+      p: process where cpu_pct >= 90
+    subject: "pid {p.pid}"
+""")})
+    user = InotifyUser(source="t", uid=65534, instances=128, watches=0, processes=1,
+                       top_pid=42)
+    facts = [user, cpu(busy_pct=95.0), proc(7, cpu_pct=99.0, cgroup="/",
+                                          memory_cgroup="/limited")]
+    plain = [h.id for h in run_engine(rb, facts, None, []).hypotheses]
+    assert plain == ["zz-cpu", "zz-inotify", "zz-proc"]  # equal scores: by id
+    by_pid = [h.id for h in run_engine(rb, facts, None, [], render={"pid": "42"}).hypotheses]
+    assert by_pid[0] == "zz-inotify"
+    by_cgroup = [h.id for h in run_engine(rb, facts, None, [],
+                                          render={"cgroup": "/limited"}).hypotheses]
+    assert by_cgroup[0] == "zz-proc"
+
+
 def test_findings_about_another_scoped_object_rank_last(pack):
     rb = pack({"a.yaml": hyp_file("zz-proc", """\
   - id: zz-proc.r
